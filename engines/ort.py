@@ -1,0 +1,116 @@
+"""ONNX Runtime backend."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from engines.base import Backend, Engine, build_meta, register_backend
+
+log = logging.getLogger(__name__)
+
+_ORT_TYPES = {"tensor(float)": "float32", "tensor(float16)": "float16"}
+
+
+def _providers(device: str, available: Sequence[str]) -> list:
+    """ORT execution providers for ``device`` ("cpu", "cuda", "cuda:N" or "auto")."""
+    device = device.strip().lower()
+    if device == "cpu":
+        return ["CPUExecutionProvider"]
+    if device == "auto":
+        device = "cuda" if "CUDAExecutionProvider" in available else "cpu"
+        return _providers(device, available)
+    if device == "cuda" or device.startswith("cuda:"):
+        index = device.partition(":")[2] or "0"
+        if not index.isdigit():
+            raise ValueError(f"device {device!r}: expected 'cuda' or 'cuda:N'")
+        if "CUDAExecutionProvider" not in available:
+            raise ValueError(
+                f"device {device!r} asked for, but this onnxruntime has no CUDAExecutionProvider "
+                f"(available: {list(available)}); install onnxruntime-gpu or use device 'cpu'"
+            )
+        return [("CUDAExecutionProvider", {"device_id": int(index)}), "CPUExecutionProvider"]
+    raise ValueError(f"unknown device {device!r}; expected 'cpu', 'cuda', 'cuda:N' or 'auto'")
+
+
+class OrtEngine(Engine):
+    """A model run by ONNX Runtime (CPU by default, CUDA when asked for and present)."""
+
+    def __init__(
+        self,
+        path: Path,
+        device: str = "cpu",
+        names: Mapping[int, str] | Sequence[str] | None = None,
+        threads: int | None = None,
+    ) -> None:
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        opts.intra_op_num_threads = int(threads or 0)  # 0: one per physical core
+        opts.inter_op_num_threads = 1
+        # Idle ORT worker threads spin by default; that steals the cores decoder threads need.
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        opts.add_session_config_entry("session.inter_op.allow_spinning", "0")
+        opts.log_severity_level = 3
+        providers = _providers(device, ort.get_available_providers())
+        try:
+            self._session = ort.InferenceSession(str(path), sess_options=opts, providers=providers)
+        except Exception as exc:  # ORT raises its own types (InvalidProtobuf, Fail, ...)
+            raise ValueError(f"{path}: onnxruntime cannot load the model: {exc}") from exc
+        inputs = self._session.get_inputs()
+        if len(inputs) != 1:
+            raise ValueError(f"{path}: expected one image input, got {[i.name for i in inputs]}")
+        inp = inputs[0]
+        if inp.type not in _ORT_TYPES:
+            raise ValueError(f"{path}: expected a float32 or float16 input, got {inp.type}")
+        self._input_name = inp.name
+        self._input_dtype = np.dtype(_ORT_TYPES[inp.type])
+        self._output_names = [o.name for o in self._session.get_outputs()]
+        self.providers = self._session.get_providers()
+        metadata = dict(self._session.get_modelmeta().custom_metadata_map)
+
+        def probe(batch: int, hw: tuple[int, int]) -> list[np.ndarray]:
+            # The first run allocates ORT's memory arena and picks kernels; doing it here keeps that cost
+            # off the first frame, and the real output shapes tell the layout (v8 / v5) and class count.
+            return self._run(np.zeros((batch, 3, *hw), np.float32))
+
+        self.meta = build_meta(
+            path=path,
+            backend="onnxruntime",
+            metadata=metadata,
+            names=names,
+            input_name=inp.name,
+            input_dtype=self._input_dtype.name,
+            input_shape=inp.shape,
+            probe=probe,
+        )
+        log.info(
+            "loaded %s with onnxruntime (%s): input %s, batch %s%s, %d classes, layout %s",
+            path.name, self.providers[0], self.meta.input_hw, self.meta.batch,
+            " (dynamic)" if self.meta.dynamic_batch else "", self.meta.nc, self.meta.layout,
+        )
+
+    def _run(self, batch: np.ndarray) -> list[np.ndarray]:
+        if self._session is None:
+            raise RuntimeError(f"{self.meta.path.name}: engine is closed")
+        if batch.dtype != self._input_dtype:
+            batch = batch.astype(self._input_dtype)
+        outputs = self._session.run(self._output_names, {self._input_name: batch})
+        return [o if o.dtype == np.float32 else o.astype(np.float32) for o in outputs]
+
+    def close(self) -> None:
+        self._session = None  # type: ignore[assignment]
+
+
+register_backend(Backend("onnxruntime", (".onnx",), OrtEngine, "ONNX Runtime, CPU or CUDA"))
+register_backend(
+    Backend("tensorrt", (".engine", ".plan"), None, "TensorRT engines are planned for a later release")
+)
+register_backend(
+    Backend("torchscript", (".torchscript",), None, "TorchScript models are planned for a later release")
+)

@@ -1,0 +1,122 @@
+"""Segmenter: letterboxed frames in, ``Detections`` out, for any engine."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numpy as np
+
+from engines.base import Engine, ModelMeta
+from engines.postprocess import mask_space_of, masks_full_resolution, masks_in_mask_space, select
+from engines.preprocess import InputBatch, Letterbox
+from engines.results import Detections
+
+
+class Segmenter:
+    """Runs an engine on letterboxed RGB frames and decodes its outputs into ``Detections``.
+
+    ``conf``/``iou``/``max_det``/``agnostic``/``classes`` mean what they mean in Ultralytics' predictor.
+    Not thread-safe (it reuses its input buffer): one Segmenter per inference thread.
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        conf: float = 0.25,
+        iou: float = 0.7,
+        max_det: int = 300,
+        classes: Iterable[int] | None = None,
+        agnostic: bool = False,
+    ) -> None:
+        if not 0.0 <= conf <= 1.0:
+            raise ValueError(f"conf must be in [0, 1], got {conf}")
+        if not 0.0 <= iou <= 1.0:
+            raise ValueError(f"iou must be in [0, 1], got {iou}")
+        if max_det < 1:
+            raise ValueError(f"max_det must be >= 1, got {max_det}")
+        self.engine = engine
+        self.conf = float(conf)
+        self.iou = float(iou)
+        self.max_det = int(max_det)
+        self.agnostic = bool(agnostic)
+        self.classes: np.ndarray | None = None
+        if classes is not None:
+            ids = sorted({int(c) for c in classes})
+            unknown = [c for c in ids if c not in engine.meta.names]
+            if unknown or not ids:
+                raise ValueError(
+                    f"classes {ids}: unknown class ids {unknown}; the model has {engine.meta.names}"
+                    if unknown
+                    else "classes: empty list; leave it out to keep every class"
+                )
+            self.classes = np.asarray(ids, np.int64)
+        self._batch = InputBatch(self.input_hw, engine.meta.batch)
+
+    @property
+    def meta(self) -> ModelMeta:
+        return self.engine.meta
+
+    @property
+    def input_hw(self) -> tuple[int, int]:
+        return self.engine.meta.input_hw
+
+    def preprocess(self, inputs: list[np.ndarray]) -> np.ndarray:
+        """Letterboxed RGB uint8 (H, W, 3) images -> float32 (B, 3, H, W), a view of a reused buffer."""
+        return self._batch.fill(inputs)
+
+    def postprocess(
+        self, outputs: list[np.ndarray], boxes: list[Letterbox], full_masks: bool = False
+    ) -> list[Detections]:
+        """Raw engine outputs ``[detections, prototypes]`` -> one ``Detections`` per frame."""
+        pred, protos = outputs
+        if len(pred) != len(boxes) or len(protos) != len(boxes):
+            raise ValueError(f"postprocess: {len(boxes)} letterboxes for outputs of batch {len(pred)}")
+        return [self._decode(pred[i], protos[i], boxes[i], full_masks) for i in range(len(boxes))]
+
+    def _decode(self, pred: np.ndarray, protos: np.ndarray, box: Letterbox, full_masks: bool) -> Detections:
+        meta = self.meta
+        if box.input_hw != meta.input_hw:
+            raise ValueError(f"letterbox for input {box.input_hw}, but the model takes {meta.input_hw}")
+        cand = select(
+            pred, meta.layout, meta.nc, self.conf, self.iou, self.max_det, self.classes, self.agnostic
+        )
+        mask_space, crop = mask_space_of(box, protos.shape[1:])
+        masks = masks_in_mask_space(protos, cand.coefficients, cand.xyxy, crop, meta.input_hw)
+        xyxy = box.to_frame_xyxy(cand.xyxy)
+        data: dict[str, np.ndarray] = {}
+        if full_masks:
+            full = masks_full_resolution(protos, cand.coefficients, xyxy, box.frame_hw)
+            keep = full.any(axis=(1, 2))
+            data["masks_full"] = full
+        else:
+            keep = masks.any(axis=(1, 2))
+        # Like Ultralytics, drop detections whose mask is empty (in the space being produced).
+        if not keep.all():
+            cand, masks, xyxy = cand.take(keep), masks[keep], xyxy[keep]
+            data = {k: v[keep] for k, v in data.items()}
+        return Detections(
+            xyxy=xyxy,
+            confidence=cand.confidence,
+            class_id=cand.class_id,
+            masks=masks,
+            mask_space=mask_space,
+            data=data,
+        )
+
+    def __call__(
+        self, inputs: list[np.ndarray], boxes: list[Letterbox], full_masks: bool = False
+    ) -> list[Detections]:
+        """Segment a batch of letterboxed RGB uint8 frames (each exactly ``input_hw``).
+
+        With ``full_masks`` each result carries ``data["masks_full"]``, bool (n, H, W) at frame size,
+        computed as Ultralytics' ``retina_masks=True``; detections are then kept when that mask is
+        non-empty (otherwise when the mask-space mask is).
+        """
+        if len(inputs) != len(boxes):
+            raise ValueError(f"Segmenter: {len(inputs)} images but {len(boxes)} letterboxes")
+        if not inputs:
+            return []
+        x = self.preprocess(inputs)
+        outputs = self.engine.infer(x)
+        return self.postprocess(outputs, boxes, full_masks)
+

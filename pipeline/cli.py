@@ -1,0 +1,234 @@
+"""The ``maskwatch`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import time
+from pathlib import Path
+
+from zones import ConfigError, load_zone_file
+
+from . import __version__
+
+log = logging.getLogger("maskwatch")
+EXIT_OK, EXIT_FAILURE, EXIT_CONFIG = 0, 1, 2
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(level=getattr(logging, level.upper()), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s [%(threadName)s] %(message)s")
+
+
+def build_segmenter(model_cfg, file: str | Path | None = None):
+    """Engine + pre/post-processing for a ``model`` config section; errors name the field."""
+    from engines import Segmenter, load_engine
+
+    try:
+        engine = load_engine(model_cfg.path, backend=model_cfg.backend, device=model_cfg.device,
+                             names=model_cfg.names, threads=model_cfg.threads or None)
+    except FileNotFoundError:
+        raise ConfigError(file, "model.path", f"model file not found: {model_cfg.path}") from None
+    except (ValueError, RuntimeError, OSError) as exc:
+        raise ConfigError(file, "model", f"cannot load {model_cfg.path}: {exc}") from None
+    classes = None
+    if model_cfg.classes:
+        by_name = {v: k for k, v in engine.meta.names.items()}
+        unknown = [c for c in model_cfg.classes if c not in by_name]
+        if unknown:
+            raise ConfigError(file, "model.classes",
+                              f"unknown class {unknown[0]!r}, expected one of {sorted(by_name)}")
+        classes = [by_name[c] for c in model_cfg.classes]
+    return Segmenter(engine, conf=model_cfg.conf, iou=model_cfg.iou, max_det=model_cfg.max_det,
+                     classes=classes, agnostic=model_cfg.agnostic_nms)
+
+
+def _check_rule_classes(cfg, names: dict[int, str], file) -> None:
+    known = set(names.values())
+    for i, cam in enumerate(cfg.cameras):
+        if cam.zones is None:
+            continue
+        zf = load_zone_file(cam.zones)
+        for j, rule in enumerate(zf.rules):
+            for cls in rule.classes:
+                if cls not in known:
+                    raise ConfigError(cam.zones, f"rules[{j}].classes",
+                                      f"class {cls!r} is not a model class, expected one of {sorted(known)}")
+
+
+# -- commands -----------------------------------------------------------------------------
+def cmd_check(args) -> int:
+    from .config import check_files, load_config
+
+    cfg = load_config(args.config)
+    check_files(cfg, args.config)
+    zone_files = {c.id: load_zone_file(c.zones) for c in cfg.cameras if c.zones}
+    seg = build_segmenter(cfg.model, args.config)
+    _check_rule_classes(cfg, seg.meta.names, args.config)
+    h, w = seg.input_hw
+    print(f"config ok: {args.config}")
+    print(f"model: {cfg.model.path.name} ({cfg.model.backend}, {cfg.model.device}), input {w}x{h}, "
+          f"classes: {', '.join(seg.meta.names.values())}")
+    from .redact import redact_url
+    for cam in cfg.cameras:
+        zf = zone_files.get(cam.id)
+        zones = f"{len(zf.zones)} zones, {len(zf.rules)} rules" if zf else "no zones"
+        print(f"camera {cam.id}: {redact_url(cam.source)} ({zones})")
+    return EXIT_OK
+
+
+def cmd_run(args) -> int:
+    from .config import check_files, load_config
+    from .stages import Pipeline
+
+    cfg = load_config(args.config)
+    if args.source:
+        if len(cfg.cameras) != 1:
+            raise ConfigError(args.config, "cameras", "--source needs a config with exactly one camera")
+        cfg.cameras[0].source = args.source if "://" in args.source else str(Path(args.source).resolve())
+    if args.jsonl:
+        cfg.alerts.jsonl = Path(args.jsonl)
+    check_files(cfg, args.config)
+    for cam in cfg.cameras:
+        if cam.zones:
+            load_zone_file(cam.zones)
+    seg = build_segmenter(cfg.model, args.config)
+    _check_rule_classes(cfg, seg.meta.names, args.config)
+
+    pipe = Pipeline(cfg, seg, max_frames=args.max_frames, save_video=Path(args.save_video) if args.save_video else None)
+
+    def on_signal(signum, _frame):
+        log.info("%s: stopping (again to abort)", signal.Signals(signum).name)
+        pipe.request_stop()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    show = sys.stderr.isatty() and not args.no_progress
+    t0 = time.monotonic()
+    last_draw = [0.0]
+
+    def progress() -> None:
+        if not show or time.monotonic() - last_draw[0] < 0.5:
+            return
+        last_draw[0] = time.monotonic()
+        parts = []
+        for c in pipe.cameras:
+            total = f"/{c.stats.total_frames}" if c.stats.total_frames else ""
+            parts.append(f"{c.id} {c.stats.analysed}{total}")
+        fps = sum(c.stats.analysed for c in pipe.cameras) / max(1e-6, time.monotonic() - t0)
+        sys.stderr.write(f"\r{' | '.join(parts)} frames, {fps:.1f} fps, {pipe.outbox.added} alerts ")
+        sys.stderr.flush()
+
+    pipe.start()
+    pipe.wait(progress)
+    if show:
+        sys.stderr.write("\n")
+    summary = pipe.summary()
+    summary["seconds"] = round(time.monotonic() - t0, 3)
+    if args.summary:
+        Path(args.summary).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.summary).write_text(json.dumps(summary, indent=2))
+    for cid, s in summary["cameras"].items():
+        log.info("camera %s: %d decoded, %d inferred, %d analysed, %d alerts", cid, s["decoded"], s["inferred"],
+                 s["analysed"], s["alerts"])
+    if pipe.failure is not None:
+        print(f"maskwatch: error: {pipe.failure}", file=sys.stderr)
+        return EXIT_FAILURE
+    return EXIT_OK
+
+
+def cmd_predict(args) -> int:
+    from .predict import predict
+
+    return predict(args)
+
+
+def cmd_bench(args) -> int:
+    if args.what == "engine":
+        from engines.bench import main as bench_engine
+
+        return bench_engine(args.rest)
+    raise SystemExit(f"unknown bench {args.what!r}")
+
+
+def cmd_eval(args) -> int:
+    if args.what == "masks":
+        from scenes.eval import main as eval_masks
+
+        return eval_masks(args.rest)
+    raise SystemExit(f"unknown eval {args.what!r}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="maskwatch",
+        description="Segment every object in camera streams, track it by its mask, alert when zone rules fire.",
+    )
+    p.add_argument("--version", action="version", version=f"maskwatch {__version__}")
+    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    r = sub.add_parser("run", help="run the pipeline on the cameras of a config",
+                       description="Run until file sources end or SIGINT/SIGTERM. Exit 0 on a clean end, "
+                                   "1 when a stage fails, 2 on a config error.")
+    r.add_argument("config", help="config YAML")
+    r.add_argument("--max-frames", type=int, metavar="N", help="stop each camera after N frames")
+    r.add_argument("--source", metavar="S", help="override the source of a one-camera config")
+    r.add_argument("--jsonl", metavar="PATH", help="also write alerts to this JSON Lines file (overrides alerts.jsonl)")
+    r.add_argument("--save-video", metavar="PATH", help="write an annotated H.264 video (per camera when several)")
+    r.add_argument("--summary", metavar="PATH", help="write per-camera frame and alert counts as JSON at the end")
+    r.add_argument("--no-progress", action="store_true", help="no progress line on a terminal")
+    r.set_defaults(func=cmd_run)
+
+    c = sub.add_parser("check", help="validate a config, its zone files and model; print a summary")
+    c.add_argument("config", help="config YAML")
+    c.set_defaults(func=cmd_check)
+
+    pr = sub.add_parser("predict", help="per-frame detections of a video as COCO results JSON")
+    pr.add_argument("model", help="model file (.onnx)")
+    pr.add_argument("source", help="video file or URL")
+    pr.add_argument("--out", required=True, metavar="FILE.json", help="output (COCO result list)")
+    pr.add_argument("--conf", type=float, default=0.25, help="confidence threshold (default 0.25)")
+    pr.add_argument("--iou", type=float, default=0.7, help="NMS IoU threshold (default 0.7)")
+    pr.add_argument("--max-det", type=int, default=300, help="most detections per frame (default 300)")
+    pr.add_argument("--track", action="store_true", help="add track_id from the tracker")
+    pr.add_argument("--max-frames", type=int, metavar="N", help="stop after N frames")
+    pr.add_argument("--names", metavar="A,B,..", help="class names for a model without metadata")
+    pr.set_defaults(func=cmd_predict)
+
+    try:  # the scene generator is a development tool; the runtime never imports it
+        from scenes.cli import register as register_synth
+    except ImportError:
+        register_synth = None
+    if register_synth is not None:
+        register_synth(sub)
+
+    e = sub.add_parser("eval", help="accuracy evaluations (masks: COCO mAP on synth clips)")
+    e.add_argument("what", choices=["masks"], help="what to evaluate")
+    e.add_argument("rest", nargs=argparse.REMAINDER, help="arguments of the evaluation (see `maskwatch eval masks -h`)")
+    e.set_defaults(func=cmd_eval)
+
+    b = sub.add_parser("bench", help="benchmarks (engine: pre/infer/post latency)")
+    b.add_argument("what", choices=["engine"], help="what to benchmark")
+    b.add_argument("rest", nargs=argparse.REMAINDER, help="arguments of the benchmark (see `maskwatch bench engine -h`)")
+    b.set_defaults(func=cmd_bench)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _setup_logging(args.log_level)
+    try:
+        return args.func(args)
+    except ConfigError as exc:
+        print(f"maskwatch: error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,236 @@
+"""MaskTracker: multi-object tracking by mask, per camera.
+
+Association (per frame, stream time ``t``):
+  1. every track's box is advanced by a constant-velocity Kalman filter to ``t``, and its
+     last mask is shifted by the same displacement (in mask space);
+  2. similarity = ``mask_weight`` x mask IoU + (1 - ``mask_weight``) x box IoU, minus
+     ``class_penalty`` when the detection's class differs from the track's voted class;
+  3. first pass: high-confidence detections against all tracks (Hungarian assignment);
+     second pass (ByteTrack's idea): low-confidence detections against the confirmed tracks
+     left over, so objects survive partial occlusion;
+  4. unmatched high-confidence detections start tentative tracks, confirmed after
+     ``min_hits`` matches; tentative tracks that miss a frame are dropped; confirmed
+     tracks that miss are kept ``max_lost_s`` stream seconds, then removed.
+
+State is a struct of arrays holding only live tracks: nothing grows with stream length.
+IDs start at 1, are unique per tracker, and are never reused.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+
+from engines.results import Detections
+
+from . import kalman
+
+
+@dataclass(frozen=True)
+class TrackerParams:
+    high_conf: float = 0.35  # first-pass detections; the model's conf
+    low_conf: float = 0.1  # second-pass detections (between low and high)
+    new_track_conf: float = 0.4  # least confidence to start a track
+    min_hits: int = 2  # matches before a track is reported
+    max_lost_s: float = 1.0  # keep a lost track this long (stream seconds)
+    min_similarity: float = 0.2  # least similarity to match in the first pass
+    min_similarity_low: float = 0.35  # ... and in the second pass
+    mask_weight: float = 0.6
+    class_penalty: float = 0.3
+    move_frac: float = 0.15  # a move larger than this fraction of the box height resets the stationary clock
+
+
+def _xyxy_to_cxcywh(b: np.ndarray) -> np.ndarray:
+    return np.stack([(b[:, 0] + b[:, 2]) / 2, (b[:, 1] + b[:, 3]) / 2, b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]], axis=1)
+
+
+def _cxcywh_to_xyxy(b: np.ndarray) -> np.ndarray:
+    return np.stack([b[:, 0] - b[:, 2] / 2, b[:, 1] - b[:, 3] / 2, b[:, 0] + b[:, 2] / 2, b[:, 1] + b[:, 3] / 2], axis=1)
+
+
+def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Pairwise IoU of xyxy boxes (n, 4) x (m, 4)."""
+    lt = np.maximum(a[:, None, :2], b[None, :, :2])
+    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    inter = np.prod(np.clip(rb - lt, 0, None), axis=2)
+    area_a = np.prod(np.clip(a[:, 2:] - a[:, :2], 0, None), axis=1)
+    area_b = np.prod(np.clip(b[:, 2:] - b[:, :2], 0, None), axis=1)
+    union = area_a[:, None] + area_b[None, :] - inter
+    return np.where(union > 0, inter / np.maximum(union, 1e-9), 0.0)
+
+
+def mask_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Pairwise IoU of boolean masks (n, h, w) x (m, h, w), one matrix product."""
+    if len(a) == 0 or len(b) == 0:
+        return np.zeros((len(a), len(b)))
+    fa = a.reshape(len(a), -1).astype(np.float32)
+    fb = b.reshape(len(b), -1).astype(np.float32)
+    inter = fa @ fb.T
+    union = fa.sum(1)[:, None] + fb.sum(1)[None, :] - inter
+    return np.where(union > 0, inter / np.maximum(union, 1e-9), 0.0)
+
+
+def shift_masks(masks: np.ndarray, dxy: np.ndarray) -> np.ndarray:
+    """Translate each mask (m, h, w) by integer offsets dxy (m, 2); pixels shifted out are lost."""
+    out = np.zeros_like(masks)
+    h, w = masks.shape[1:]
+    for j, (dx, dy) in enumerate(np.rint(dxy).astype(int)):
+        if abs(dx) >= w or abs(dy) >= h:
+            continue
+        out[j, max(dy, 0):h + min(dy, 0), max(dx, 0):w + min(dx, 0)] = \
+            masks[j, max(-dy, 0):h + min(-dy, 0), max(-dx, 0):w + min(-dx, 0)]
+    return out
+
+
+class MaskTracker:
+    def __init__(self, params: TrackerParams | None = None, **overrides) -> None:
+        p = params or TrackerParams()
+        if overrides:
+            p = TrackerParams(**{**p.__dict__, **overrides})
+        self.p = p
+        self._next_id = 1
+        self._last_t: float | None = None
+        self._frames = 0
+        self._reset_arrays()
+
+    def _reset_arrays(self, mask_hw: tuple[int, int] = (0, 0)) -> None:
+        self.ids = np.zeros(0, np.int64)
+        self.mean = np.zeros((0, 8))
+        self.cov = np.zeros((0, 8, 8))
+        self.last_box = np.zeros((0, 4))  # cxcywh at the last match
+        self.masks = np.zeros((0, *mask_hw), bool)
+        self.hits = np.zeros(0, np.int64)
+        self.confirmed = np.zeros(0, bool)
+        self.first_seen = np.zeros(0)
+        self.last_seen = np.zeros(0)
+        self.votes = np.zeros((0, 1), np.float32)  # confidence-weighted class votes
+        self.anchor = np.zeros((0, 2))
+        self.anchor_t = np.zeros(0)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @property
+    def track_class(self) -> np.ndarray:
+        return self.votes.argmax(axis=1) if len(self.ids) else np.zeros(0, np.int64)
+
+    def _keep(self, keep: np.ndarray) -> None:
+        for name in ("ids", "mean", "cov", "last_box", "masks", "hits", "confirmed", "first_seen", "last_seen",
+                     "votes", "anchor", "anchor_t"):
+            setattr(self, name, getattr(self, name)[keep])
+
+    def _similarity(self, dets: Detections, idx: np.ndarray, tracks: np.ndarray, scale: tuple[float, float]):
+        if len(idx) == 0 or len(tracks) == 0:
+            return np.zeros((len(idx), len(tracks)))
+        pred_xyxy = _cxcywh_to_xyxy(self.mean[tracks, :4])
+        sim = box_iou(dets.xyxy[idx].astype(np.float64), pred_xyxy)
+        if dets.masks is not None and self.masks.shape[1:] == dets.masks.shape[1:]:
+            disp = (self.mean[tracks, :2] - self.last_box[tracks, :2]) / np.array(scale)
+            miou = mask_iou(dets.masks[idx], shift_masks(self.masks[tracks], disp))
+            sim = self.p.mask_weight * miou + (1 - self.p.mask_weight) * sim
+        cls = self.track_class[tracks]
+        sim = sim - self.p.class_penalty * (dets.class_id[idx][:, None] != cls[None, :])
+        return sim
+
+    @staticmethod
+    def _assign(sim: np.ndarray, min_sim: float) -> list[tuple[int, int]]:
+        if sim.size == 0:
+            return []
+        rows, cols = linear_sum_assignment(-sim)
+        return [(r, c) for r, c in zip(rows, cols) if sim[r, c] >= min_sim]
+
+    def update(self, dets: Detections, pts_s: float) -> Detections:
+        """Associate one frame's detections; returns those on reported tracks, with ``tracker_id``.
+
+        ``class_id`` becomes the track's voted class; ``data`` gains ``det_class_id``,
+        ``stationary_s`` (time since the track last moved) and ``track_xyxy`` (filtered box).
+        """
+        p = self.p
+        dt = 0.0 if self._last_t is None else max(0.0, pts_s - self._last_t)  # pts may jump back after a reconnect
+        self._last_t = pts_s
+        if dets.masks is not None and self.masks.shape[1:] != dets.masks.shape[1:]:
+            self._reset_arrays(dets.masks.shape[1:])  # new mask space (frame size changed): start over
+        self.mean, self.cov = kalman.predict(self.mean, self.cov, dt)
+        scale = dets.mask_space.scale_xy if dets.mask_space is not None else (1.0, 1.0)
+
+        conf = dets.confidence
+        high = np.flatnonzero(conf >= p.high_conf)
+        low = np.flatnonzero((conf >= p.low_conf) & (conf < p.high_conf))
+        all_tracks = np.arange(len(self.ids))
+        det_to_track: dict[int, int] = {}
+        for r, c in self._assign(self._similarity(dets, high, all_tracks, scale), p.min_similarity):
+            det_to_track[int(high[r])] = int(all_tracks[c])
+        left = np.array([t for t in all_tracks if self.confirmed[t] and t not in det_to_track.values()], np.int64)
+        for r, c in self._assign(self._similarity(dets, low, left, scale), p.min_similarity_low):
+            det_to_track[int(low[r])] = int(left[c])
+
+        # matched tracks: correct the filter, take the new mask, vote the class
+        if det_to_track:
+            d_idx = np.fromiter(det_to_track.keys(), np.int64)
+            t_idx = np.fromiter(det_to_track.values(), np.int64)
+            z = _xyxy_to_cxcywh(dets.xyxy[d_idx].astype(np.float64))
+            self.mean[t_idx], self.cov[t_idx] = kalman.update(self.mean[t_idx], self.cov[t_idx], z)
+            self.last_box[t_idx] = self.mean[t_idx, :4]
+            if dets.masks is not None:
+                self.masks[t_idx] = dets.masks[d_idx]
+            self.hits[t_idx] += 1
+            self.last_seen[t_idx] = pts_s
+            self._vote(t_idx, dets.class_id[d_idx], conf[d_idx])
+            self.confirmed[t_idx] |= self.hits[t_idx] >= p.min_hits
+            moved = np.hypot(*(z[:, :2] - self.anchor[t_idx]).T) > p.move_frac * np.maximum(z[:, 3], 1.0)
+            self.anchor[t_idx[moved]] = z[moved, :2]
+            self.anchor_t[t_idx[moved]] = pts_s
+
+        # unmatched: tentative tracks go, confirmed ones wait up to max_lost_s
+        matched = np.zeros(len(self.ids), bool)
+        matched[list(det_to_track.values())] = True
+        keep = matched | (self.confirmed & (pts_s - self.last_seen <= p.max_lost_s))
+        old_to_new = np.cumsum(keep) - 1
+        self._keep(keep)
+        det_to_track = {d: int(old_to_new[t]) for d, t in det_to_track.items()}
+
+        # new tracks from confident unmatched detections
+        new = [int(d) for d in high if int(d) not in det_to_track and conf[d] >= p.new_track_conf]
+        if new:
+            self._add(dets, np.array(new, np.int64), pts_s, confirmed=self._frames == 0 or p.min_hits <= 1)
+            base = len(self.ids) - len(new)
+            det_to_track.update({d: base + k for k, d in enumerate(new)})
+        self._frames += 1
+
+        out_d = np.array([d for d, t in sorted(det_to_track.items()) if self.confirmed[t]], np.int64)
+        out_t = np.array([det_to_track[d] for d in out_d], np.int64)
+        res = dets[out_d] if len(out_d) else dets[np.zeros(0, np.int64)]
+        res.tracker_id = self.ids[out_t]
+        res.data["det_class_id"] = res.class_id.copy()
+        res.class_id = self.track_class[out_t].astype(np.int32)
+        res.data["stationary_s"] = pts_s - self.anchor_t[out_t]
+        res.data["track_xyxy"] = _cxcywh_to_xyxy(self.mean[out_t, :4]).astype(np.float32).reshape(-1, 4)
+        return res
+
+    def _vote(self, t_idx: np.ndarray, cls: np.ndarray, conf: np.ndarray) -> None:
+        need = int(cls.max()) + 1 if len(cls) else 0
+        if need > self.votes.shape[1]:
+            self.votes = np.pad(self.votes, ((0, 0), (0, need - self.votes.shape[1])))
+        np.add.at(self.votes, (t_idx, cls), conf)
+
+    def _add(self, dets: Detections, d_idx: np.ndarray, pts_s: float, confirmed: bool) -> None:
+        n = len(d_idx)
+        z = _xyxy_to_cxcywh(dets.xyxy[d_idx].astype(np.float64))
+        mean, cov = kalman.initiate(z)
+        self.ids = np.concatenate([self.ids, np.arange(self._next_id, self._next_id + n)])
+        self._next_id += n
+        self.mean = np.concatenate([self.mean, mean])
+        self.cov = np.concatenate([self.cov, cov])
+        self.last_box = np.concatenate([self.last_box, z])
+        masks = dets.masks[d_idx] if dets.masks is not None else np.zeros((n, *self.masks.shape[1:]), bool)
+        self.masks = np.concatenate([self.masks, masks])
+        self.hits = np.concatenate([self.hits, np.ones(n, np.int64)])
+        self.confirmed = np.concatenate([self.confirmed, np.full(n, confirmed)])
+        self.first_seen = np.concatenate([self.first_seen, np.full(n, pts_s)])
+        self.last_seen = np.concatenate([self.last_seen, np.full(n, pts_s)])
+        self.votes = np.concatenate([self.votes, np.zeros((n, self.votes.shape[1]), np.float32)])
+        self._vote(np.arange(len(self.ids) - n, len(self.ids)), dets.class_id[d_idx], dets.confidence[d_idx])
+        self.anchor = np.concatenate([self.anchor, z[:, :2]])
+        self.anchor_t = np.concatenate([self.anchor_t, np.full(n, pts_s)])

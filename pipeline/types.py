@@ -1,0 +1,30 @@
+"""The central types that flow between stages."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from engines import Letterbox
+from engines.results import Detections, MaskSpace
+from zones.events import AlertEvent, AlertObject
+
+__all__ = ["AlertEvent", "AlertObject", "Detections", "Frame", "Letterbox", "MaskSpace"]
+
+
+@dataclass
+class Frame:
+    """One decoded frame of one camera, with its model input."""
+
+    camera_id: str
+    index: int  # decoded-frame index in the stream (frames skipped by max_fps keep their numbers)
+    pts_s: float  # stream clock, seconds
+    wall_s: float  # epoch seconds at arrival
+    image: np.ndarray | None  # full frame, RGB uint8 (h, w, 3); None when nothing needs it
+    input: np.ndarray  # letterboxed model input, RGB uint8 (H, W, 3)
+    letterbox: Letterbox
+
+    @property
+    def frame_wh(self) -> tuple[int, int]:
+        return self.letterbox.frame_wh

@@ -1,0 +1,95 @@
+"""Shared fixtures: real H.264 clips made with PyAV, the test model, config writers."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = ROOT / "tests" / "fixtures"
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+
+def write_clip(path: Path, frames: int = 30, fps: int = 15, size: tuple[int, int] = (640, 360), seed: int = 0) -> Path:
+    """A real H.264 clip: textured background with a few moving filled shapes."""
+    rng = np.random.default_rng(seed)
+    w, h = size
+    bg = (rng.integers(90, 140, (h, w, 3))).astype(np.uint8)
+    shapes = [(rng.integers(0, w - 80), rng.integers(0, h - 80), rng.integers(-6, 7), rng.integers(-4, 5),
+               tuple(int(c) for c in rng.integers(0, 255, 3))) for _ in range(4)]
+    with av.open(str(path), mode="w") as c:
+        s = c.add_stream("libx264", rate=fps)
+        s.width, s.height, s.pix_fmt = w, h, "yuv420p"
+        s.options = {"preset": "ultrafast"}
+        for i in range(frames):
+            img = bg.copy()
+            for x, y, dx, dy, col in shapes:
+                cx, cy = int(x + dx * i) % (w - 60), int(y + dy * i) % (h - 60)
+                img[cy:cy + 50, cx:cx + 40] = col
+            vf = av.VideoFrame.from_ndarray(img, format="rgb24")
+            vf.pts = i
+            for p in s.encode(vf):
+                c.mux(p)
+        for p in s.encode():
+            c.mux(p)
+    return path
+
+
+@pytest.fixture(scope="session")
+def clip(tmp_path_factory) -> Path:
+    return write_clip(tmp_path_factory.mktemp("clip") / "clip.mp4")
+
+
+def find_test_model() -> Path:
+    """The ONNX model the pipeline tests run: the bundled demo model once it exists."""
+    demo = sorted((ROOT / "models").glob("*.onnx"))
+    if demo:
+        return demo[0]
+    found = sorted((FIXTURES / "models").glob("*.onnx"))
+    assert found, "no ONNX model in models/ or tests/fixtures/models/"
+    return found[0]
+
+
+
+
+@pytest.fixture(scope="session")
+def model_path() -> Path:
+    return find_test_model()
+
+
+@pytest.fixture(scope="session")
+def model_names(model_path) -> list[str]:
+    from engines import load_engine
+
+    eng = load_engine(model_path)
+    try:
+        return list(eng.meta.names.values())
+    finally:
+        eng.close()
+
+
+def write_config(dirpath: Path, model: Path, source: Path | str, names: list[str], *, conf: float = 0.05,
+                 zones: dict | None = None, extra: dict | None = None, cameras: list[dict] | None = None) -> Path:
+    """A config whose one zone covers the whole frame, so any detection of any class alerts."""
+    zones = zones or {
+        "units": "normalized",
+        "zones": [{"id": "all", "polygon": [[0, 0], [1, 0], [1, 1], [0, 1]]}],
+        "rules": [{"id": "anything", "type": "intrusion", "zone": "all", "classes": names,
+                   "min_overlap": 0.01, "min_duration_s": 0.0, "clear_after_s": 0.2}],
+    }
+    (dirpath / "zones.yaml").write_text(yaml.safe_dump(zones))
+    cfg = {
+        "model": {"path": str(model), "conf": conf, "iou": 0.6, "max_det": 50},
+        "cameras": cameras or [{"id": "cam1", "source": str(source), "zones": "zones.yaml"}],
+        "alerts": {"jsonl": "var/alerts.jsonl", "outbox": "var/outbox.sqlite"},
+    }
+    for k, v in (extra or {}).items():
+        cfg[k] = v
+    path = dirpath / "config.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path

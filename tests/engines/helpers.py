@@ -1,0 +1,107 @@
+"""Test helpers: tiny ONNX models with known outputs, fixture paths, raw-output builders."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+ROOT = Path(__file__).resolve().parents[2]
+FIXTURES = ROOT / "tests" / "fixtures"
+MODELS = FIXTURES / "models"
+PARITY = FIXTURES / "parity"
+STATIC_MODEL = MODELS / "yolo11n-seg-random-384x640.onnx"  # YOLO11n-seg, static batch 1, 384x640
+DYNAMIC_MODEL = MODELS / "yolo11-tiny-seg-random-dynamic.onnx"  # tiny YOLO11-seg, dynamic batch/h/w, imgsz 320
+NAMES = {0: "worker", 1: "excavator", 2: "dump_truck"}
+
+
+def const_model(
+    path: Path,
+    pred: np.ndarray,
+    protos: np.ndarray,
+    input_shape: list,
+    metadata: dict[str, str] | None = None,
+) -> Path:
+    """An ONNX model whose outputs are ``pred`` (1, C, N) and ``protos`` (1, nm, h, w) whatever the input.
+
+    The outputs are broadcast over the input's batch (``0 * mean(images)`` is added), so a symbolic batch
+    axis in ``input_shape`` (a string) works.
+    """
+    nodes = [
+        helper.make_node("ReduceMean", ["images"], ["m"], axes=[1, 2, 3], keepdims=1),  # (B,1,1,1)
+        helper.make_node("Mul", ["m", "zero"], ["z4"]),
+        helper.make_node("Reshape", ["z4", "shape3"], ["z3"]),  # (B,1,1)
+        helper.make_node("Add", ["z3", "pred"], ["output0"]),
+        helper.make_node("Add", ["z4", "protos"], ["output1"]),
+    ]
+    inits = [
+        numpy_helper.from_array(np.zeros((), np.float32), "zero"),
+        numpy_helper.from_array(np.array([-1, 1, 1], np.int64), "shape3"),
+        numpy_helper.from_array(np.ascontiguousarray(pred, np.float32), "pred"),
+        numpy_helper.from_array(np.ascontiguousarray(protos, np.float32), "protos"),
+    ]
+    batch = input_shape[0]
+    graph = helper.make_graph(
+        nodes,
+        "const",
+        [helper.make_tensor_value_info("images", TensorProto.FLOAT, input_shape)],
+        [
+            helper.make_tensor_value_info("output0", TensorProto.FLOAT, [batch, *pred.shape[1:]]),
+            helper.make_tensor_value_info("output1", TensorProto.FLOAT, [batch, *protos.shape[1:]]),
+        ],
+        inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    for k, v in (metadata or {}).items():
+        model.metadata_props.add(key=k, value=v)
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    return path
+
+
+def strip_metadata(src: Path, dst: Path) -> Path:
+    model = onnx.load(str(src))
+    del model.metadata_props[:]
+    onnx.save(model, str(dst))
+    return dst
+
+
+def anchors(input_hw: tuple[int, int]) -> int:
+    h, w = input_hw
+    return sum((h // s) * (w // s) for s in (8, 16, 32))
+
+
+def v8_output(rows: list[tuple], nc: int, nm: int, n_anchors: int, fill_score: float = 0.0) -> np.ndarray:
+    """A (1, 4 + nc + nm, N) output; ``rows``: (anchor, cx, cy, w, h, class, score, coefficients)."""
+    out = np.zeros((1, 4 + nc + nm, n_anchors), np.float32)
+    out[0, 4 : 4 + nc] = fill_score
+    for a, cx, cy, w, h, c, s, coef in rows:
+        out[0, :4, a] = (cx, cy, w, h)
+        out[0, 4 + c, a] = s
+        out[0, 4 + nc :, a] = coef
+    return out
+
+
+def v5_output(rows: list[tuple], nc: int, nm: int, n_anchors: int) -> np.ndarray:
+    """A (1, N, 5 + nc + nm) output; ``rows``: (anchor, cx, cy, w, h, objectness, class, score, coefficients)."""
+    out = np.zeros((1, n_anchors, 5 + nc + nm), np.float32)
+    for a, cx, cy, w, h, obj, c, s, coef in rows:
+        out[0, a, :5] = (cx, cy, w, h, obj)
+        out[0, a, 5 + c] = s
+        out[0, a, 5 + nc :] = coef
+    return out
+
+
+def mask_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Per-pair IoU of two (n, h, w) boolean stacks; two empty masks count as 1."""
+    inter = (a & b).reshape(len(a), -1).sum(1)
+    union = (a | b).reshape(len(a), -1).sum(1)
+    return np.where(union == 0, 1.0, inter / np.maximum(union, 1))
+
+
+def unpack_masks(npz, key: str) -> np.ndarray:
+    shape = tuple(int(v) for v in npz[f"{key}_shape"])
+    return np.unpackbits(npz[key], axis=-1, count=shape[-1]).astype(bool).reshape(shape)

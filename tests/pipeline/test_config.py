@@ -1,0 +1,167 @@
+"""Malformed configs and zone files: exit 2, one line naming file, field and expectation."""
+
+import copy
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pipeline.cli import main
+from pipeline.config import load_config
+
+BASE = {
+    "model": {"path": "model.onnx", "conf": 0.35, "iou": 0.6, "max_det": 100},
+    "cameras": [{"id": "north", "source": "clip.mp4", "zones": "zones.yaml", "max_fps": 15}],
+    "tracker": {"min_iou": 0.2, "max_lost_s": 1.0},
+    "alerts": {"jsonl": "var/alerts.jsonl", "outbox": "var/outbox.sqlite"},
+}
+ZONES = {
+    "units": "normalized",
+    "zones": [{"id": "area", "polygon": [[0.1, 0.1], [0.5, 0.1], [0.5, 0.5]]}],
+    "rules": [{"id": "r1", "type": "intrusion", "zone": "area", "classes": ["worker"], "min_overlap": 0.05}],
+}
+
+
+def _set(d, path, value):
+    keys = path.split(".")
+    for k in keys[:-1]:
+        d = d[int(k)] if k.isdigit() else d[k]
+    last = keys[-1]
+    if value is _DELETE:
+        del d[int(last) if last.isdigit() else last]
+    else:
+        d[int(last) if last.isdigit() else last] = value
+
+
+_DELETE = object()
+
+CONFIG_CASES = [
+    # (id, path to change, new value, field named in the message, words expected)
+    ("unknown-top-key", "extra", 1, "extra", "unknown field"),
+    ("missing-model", "model", _DELETE, "model", "missing"),
+    ("missing-model-path", "model.path", _DELETE, "model.path", "missing"),
+    ("conf-too-high", "model.conf", 1.5, "model.conf", "less than 1"),
+    ("conf-not-number", "model.conf", "high", "model.conf", "number"),
+    ("iou-zero", "model.iou", 0, "model.iou", "greater than 0"),
+    ("max-det-zero", "model.max_det", 0, "model.max_det", "greater than or equal to 1"),
+    ("bad-backend", "model.backend", "openvino", "model.backend", "auto"),
+    ("bad-device", "model.device", "gpu0", "model.device", "pattern"),
+    ("unknown-model-key", "model.confidence", 0.3, "model.confidence", "unknown field"),
+    ("no-cameras", "cameras", [], "cameras", "at least 1"),
+    ("camera-id-spaces", "cameras.0.id", "north gate", "cameras[0].id", "pattern"),
+    ("camera-missing-source", "cameras.0.source", _DELETE, "cameras[0].source", "missing"),
+    ("max-fps-negative", "cameras.0.max_fps", -5, "cameras[0].max_fps", "greater than 0"),
+    ("camera-typo", "cameras.0.zone", "x.yaml", "cameras[0].zone", "unknown field"),
+    ("tracker-max-lost-negative", "tracker.max_lost_s", -1, "tracker.max_lost_s", "greater than or equal to 0"),
+    ("tracker-bad-type", "tracker.type", "bytetrack", "tracker.type", "simple"),
+    ("alerts-unknown", "alerts.kafka", {}, "alerts.kafka", "unknown field"),
+    ("ring-slots-zero", "pipeline", {"frame_ring_slots": 0}, "pipeline.frame_ring_slots", "greater than or equal to 1"),
+    ("cameras-not-list", "cameras", {"id": "x"}, "cameras", "list"),
+]
+
+ZONE_CASES = [
+    ("units-missing", "units", _DELETE, "units", "missing"),
+    ("units-guess", "units", "percent", "units", "normalized"),
+    ("pixels-no-frame-size", "units", "pixels", "frame_size", "required"),
+    ("polygon-two-points", "zones.0.polygon", [[0, 0], [1, 1]], "zones[0].polygon", "at least 3 points, got 2"),
+    ("polygon-out-of-range", "zones.0.polygon", [[0, 0], [1.5, 0], [1, 1]], "zones[0].polygon", "0..1"),
+    ("rule-unknown-zone", "rules.0.zone", "pit", "rules[0].zone", "unknown zone 'pit'"),
+    ("rule-unknown-type", "rules.0.type", "teleport", "rules[0]", "intrusion"),
+    ("rule-overlap-zero", "rules.0.min_overlap", 0, "rules[0].min_overlap", "greater than 0"),
+    ("rule-no-classes", "rules.0.classes", [], "rules[0].classes", "at least 1"),
+    ("rule-unknown-key", "rules.0.overlap", 0.2, "rules[0].overlap", "unknown field"),
+]
+
+
+@pytest.fixture
+def workdir(tmp_path):
+    (tmp_path / "model.onnx").write_bytes(b"not a model")
+    (tmp_path / "clip.mp4").write_bytes(b"not a video")
+    return tmp_path
+
+
+def _write(workdir: Path, cfg=None, zones=None) -> Path:
+    (workdir / "zones.yaml").write_text(yaml.safe_dump(zones if zones is not None else ZONES))
+    path = workdir / "config.yaml"
+    path.write_text(yaml.safe_dump(cfg if cfg is not None else BASE))
+    return path
+
+
+def _run_check(path, capsys):
+    code = main(["check", str(path)])
+    err = capsys.readouterr().err.strip()
+    return code, err
+
+
+@pytest.mark.parametrize("name,path,value,field,words", CONFIG_CASES, ids=[c[0] for c in CONFIG_CASES])
+def test_malformed_config(workdir, capsys, name, path, value, field, words):
+    cfg = copy.deepcopy(BASE)
+    _set(cfg, path, value)
+    code, err = _run_check(_write(workdir, cfg), capsys)
+    assert code == 2
+    assert err.count("\n") == 0, err  # one line
+    assert "config.yaml" in err and f"{field}:" in err and words in err, err
+
+
+@pytest.mark.parametrize("name,path,value,field,words", ZONE_CASES, ids=[c[0] for c in ZONE_CASES])
+def test_malformed_zone_file(workdir, capsys, name, path, value, field, words):
+    zones = copy.deepcopy(ZONES)
+    _set(zones, path, value)
+    code, err = _run_check(_write(workdir, zones=zones), capsys)
+    assert code == 2
+    assert err.count("\n") == 0, err
+    assert "zones.yaml" in err and f"{field}" in err and words in err, err
+
+
+@pytest.mark.parametrize("text,words", [
+    ("model: [unclosed", "not valid YAML at line"),
+    ("- just\n- a list\n", "expected a mapping"),
+])
+def test_unparseable_config(workdir, capsys, text, words):
+    path = workdir / "config.yaml"
+    path.write_text(text)
+    code, err = _run_check(path, capsys)
+    assert code == 2 and words in err and "config.yaml" in err
+
+
+@pytest.mark.parametrize("missing,field", [
+    ("model.onnx", "model.path"), ("clip.mp4", "cameras[0].source"), ("zones.yaml", "cameras[0].zones"),
+])
+def test_missing_files_name_the_field(workdir, capsys, missing, field):
+    path = _write(workdir)
+    (workdir / missing).unlink()
+    code, err = _run_check(path, capsys)
+    assert code == 2 and f"{field}:" in err and "not found" in err, err
+
+
+def test_missing_config_file(tmp_path, capsys):
+    code, err = _run_check(tmp_path / "nope.yaml", capsys)
+    assert code == 2 and "nope.yaml" in err and "cannot read" in err
+
+
+def test_relative_paths_resolve_against_config_folder(workdir):
+    cfg = load_config(_write(workdir))
+    assert cfg.model.path == workdir / "model.onnx"
+    assert Path(cfg.cameras[0].source) == workdir / "clip.mp4"
+    assert cfg.cameras[0].zones == workdir / "zones.yaml"
+    assert cfg.alerts.outbox == workdir / "var/outbox.sqlite"
+
+
+def test_urls_are_not_resolved(workdir):
+    cfg = copy.deepcopy(BASE)
+    cfg["cameras"][0]["source"] = "rtsp://user:pw@127.0.0.1:8554/cam"
+    loaded = load_config(_write(workdir, cfg))
+    assert loaded.cameras[0].source == "rtsp://user:pw@127.0.0.1:8554/cam"
+
+
+def test_console_script_exits_2_without_traceback(workdir):
+    cfg = copy.deepcopy(BASE)
+    cfg["model"]["conf"] = 7
+    path = _write(workdir, cfg)
+    proc = subprocess.run([sys.executable, "-m", "pipeline", "check", str(path)], capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines() == [proc.stderr.strip()]
+    assert "model.conf" in proc.stderr

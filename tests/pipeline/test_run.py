@@ -1,0 +1,180 @@
+"""End to end: real H.264 clips through `maskwatch run`, every stage, real ONNX model."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import av
+import numpy as np
+
+from pipeline.config import load_config
+from pipeline.stages import Pipeline
+from tests.conftest import write_clip, write_config
+from zones import AlertEvent
+
+
+def _maskwatch(*args: str, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "pipeline", *args], capture_output=True, text=True, timeout=600, **kw)
+
+
+def _frames(path: Path) -> int:
+    with av.open(str(path)) as c:
+        return sum(1 for _ in c.decode(video=0))
+
+
+def test_run_passes_every_frame_through_every_stage(tmp_path, clip, model_path, model_names):
+    cfg = write_config(tmp_path, model_path, clip, model_names)
+    proc = _maskwatch("run", str(cfg), "--summary", str(tmp_path / "summary.json"))
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    cam = summary["cameras"]["cam1"]
+    n = _frames(clip)
+    assert cam["decoded"] == cam["inferred"] == cam["analysed"] == n == 30
+    assert summary["failure"] is None
+    lines = (tmp_path / "var/alerts.jsonl").read_text().splitlines()
+    assert len(lines) == summary["outbox"]["added"] == summary["outbox"]["delivered"] == cam["alerts"]
+    assert lines, "the whole-frame zone with a low threshold should alert"
+    events = [AlertEvent.from_dict(json.loads(line)) for line in lines]
+    by_id: dict[str, list[AlertEvent]] = {}
+    for ev in events:
+        assert ev.camera == "cam1" and ev.rule == "anything" and ev.objects
+        assert 0 <= ev.frame_index < n
+        by_id.setdefault(ev.id, []).append(ev)
+    for evs in by_id.values():  # every alert starts, ends (at the latest at end of stream), seq counts up
+        assert evs[0].type == "start" and evs[-1].type == "end"
+        assert [e.seq for e in evs] == list(range(len(evs)))
+    # the outbox is empty once every sink acknowledged
+    import sqlite3
+    assert sqlite3.connect(tmp_path / "var/outbox.sqlite").execute("select count(*) from outbox").fetchone()[0] == 0
+
+
+def test_save_video_has_every_frame(tmp_path, clip, model_path, model_names):
+    cfg = write_config(tmp_path, model_path, clip, model_names)
+    out = tmp_path / "annotated.mp4"
+    proc = _maskwatch("run", str(cfg), "--save-video", str(out), "--max-frames", "20")
+    assert proc.returncode == 0, proc.stderr
+    with av.open(str(out)) as c:
+        assert c.streams.video[0].codec_context.name == "h264"
+        frames = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
+    assert len(frames) == 20
+    assert frames[0].shape == (360, 640, 3)
+
+
+def test_max_fps_skips_evenly(tmp_path, model_path, model_names):
+    clip30 = write_clip(tmp_path / "c30.mp4", frames=60, fps=30)
+    cfg = write_config(tmp_path, model_path, clip30, model_names,
+                       cameras=[{"id": "cam1", "source": str(clip30), "max_fps": 10}])
+    from pipeline.sources import VideoSource
+
+    src = VideoSource("cam1", str(clip30), (320, 320), max_fps=10)
+    kept = [f.index for f in src.frames()]
+    assert kept == list(range(0, 60, 3))
+    proc = _maskwatch("run", str(cfg), "--summary", str(tmp_path / "s.json"))
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads((tmp_path / "s.json").read_text())["cameras"]["cam1"]["analysed"] == 20
+
+
+def test_sigterm_mid_run_exits_0_within_5s(tmp_path, model_path, model_names):
+    long_clip = write_clip(tmp_path / "long.mp4", frames=900, fps=15)
+    cfg = write_config(tmp_path, model_path, long_clip, model_names)
+    proc = subprocess.Popen([sys.executable, "-m", "pipeline", "run", str(cfg), "--summary", str(tmp_path / "s.json")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        # wait until frames flow: the outbox or progress is not visible, so wait for the first alert line
+        deadline = time.monotonic() + 120
+        jsonl = tmp_path / "var/alerts.jsonl"
+        while time.monotonic() < deadline and not (jsonl.exists() and jsonl.stat().st_size > 0):
+            assert proc.poll() is None, proc.stderr.read()
+            time.sleep(0.1)
+        t0 = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=5)
+        took = time.monotonic() - t0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, proc.stderr.read()
+    assert took < 5
+    s = json.loads((tmp_path / "s.json").read_text())["cameras"]["cam1"]
+    assert 0 < s["analysed"] < 900
+    assert s["decoded"] == s["inferred"] == s["analysed"]  # drained: nothing decoded was left behind
+    # every alert that started also ended at shutdown
+    events = [json.loads(x) for x in (tmp_path / "var/alerts.jsonl").read_text().splitlines()]
+    starts = {e["id"] for e in events if e["type"] == "start"}
+    ends = {e["id"] for e in events if e["type"] == "end"}
+    assert starts == ends
+
+
+def test_in_process_stop_leaves_no_threads(tmp_path, model_path, model_names):
+    from pipeline.cli import build_segmenter
+
+    long_clip = write_clip(tmp_path / "long.mp4", frames=300, fps=15)
+    cfg = load_config(write_config(tmp_path, model_path, long_clip, model_names))
+    pipe = Pipeline(cfg, build_segmenter(cfg.model))
+    pipe.start()
+    time.sleep(1.0)
+    pipe.request_stop()
+    t0 = time.monotonic()
+    pipe.wait()
+    assert time.monotonic() - t0 < 5
+    assert pipe.failure is None
+    assert not [t for t in threading.enumerate() if t in pipe.threads and t.is_alive()]
+
+
+def test_corrupt_source_fails_with_camera_and_stage(tmp_path, model_path, model_names):
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(os.urandom(4096))
+    cfg = write_config(tmp_path, model_path, bad, model_names)
+    proc = _maskwatch("run", str(cfg))
+    assert proc.returncode == 1
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("maskwatch: error: camera cam1, stage source:"), proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+class _FailingSegmenter:
+    """Wraps the real segmenter and raises on the 5th call: an error inside the inference stage."""
+
+    def __init__(self, inner):
+        self.inner, self.meta, self.input_hw, self.calls = inner, inner.meta, inner.input_hw, 0
+
+    def __call__(self, *a, **kw):
+        self.calls += 1
+        if self.calls == 5:
+            raise RuntimeError("engine exploded")
+        return self.inner(*a, **kw)
+
+
+def test_stage_error_stops_run_with_reason(tmp_path, model_path, model_names):
+    from pipeline.cli import build_segmenter
+
+    long_clip = write_clip(tmp_path / "long.mp4", frames=300, fps=15)
+    cfg = load_config(write_config(tmp_path, model_path, long_clip, model_names))
+    pipe = Pipeline(cfg, _FailingSegmenter(build_segmenter(cfg.model)))
+    pipe.start()
+    t0 = time.monotonic()
+    pipe.wait()
+    assert time.monotonic() - t0 < 30
+    assert str(pipe.failure) == "camera cam1, stage inference: RuntimeError: engine exploded"
+    assert not any(t.is_alive() for t in pipe.threads)
+    assert pipe.cameras[0].stats.analysed == 4
+
+
+def test_two_cameras_each_get_every_frame(tmp_path, model_path, model_names):
+    a = write_clip(tmp_path / "a.mp4", frames=20, seed=1)
+    b = write_clip(tmp_path / "b.mp4", frames=35, seed=2)
+    cfg = write_config(tmp_path, model_path, a, model_names, cameras=[
+        {"id": "a", "source": str(a), "zones": "zones.yaml"}, {"id": "b", "source": str(b), "zones": "zones.yaml"}])
+    proc = _maskwatch("run", str(cfg), "--summary", str(tmp_path / "s.json"))
+    assert proc.returncode == 0, proc.stderr
+    cams = json.loads((tmp_path / "s.json").read_text())["cameras"]
+    assert cams["a"]["analysed"] == 20 and cams["b"]["analysed"] == 35
+    cams_in_alerts = {json.loads(x)["camera"] for x in (tmp_path / "var/alerts.jsonl").read_text().splitlines()}
+    assert cams_in_alerts <= {"a", "b"}

@@ -1,0 +1,145 @@
+"""MaskTracker behaviour on hand-made masks (mask space 80x80 over a 320x320 frame)."""
+
+import numpy as np
+import pytest
+
+from engines.results import Detections, MaskSpace
+from pipeline.tracking import MaskTracker, TrackerParams, mask_iou
+
+MS = MaskSpace((80, 80), (320, 320))
+
+
+def blob(cx, cy, r=6, shape="disc"):
+    yy, xx = np.mgrid[:80, :80]
+    if shape == "disc":
+        return (xx - cx) ** 2 + (yy - cy) ** 2 <= r * r
+    # a thin diagonal bar: its box is large but its mask small
+    return (np.abs((xx - cx) - (yy - cy)) <= 1) & (np.abs(xx - cx) <= r)
+
+
+def dets_of(masks, conf=0.9, cls=0):
+    masks = np.array(masks, bool).reshape(-1, 80, 80)
+    boxes = []
+    for m in masks:
+        ys, xs = np.nonzero(m)
+        boxes.append([xs.min() * 4, ys.min() * 4, (xs.max() + 1) * 4, (ys.max() + 1) * 4])
+    n = len(masks)
+    return Detections(np.array(boxes, np.float32).reshape(-1, 4), np.full(n, conf), np.full(n, cls), masks, MS)
+
+
+def run(tracker, frames, dt=1 / 15):
+    out = []
+    for i, masks in enumerate(frames):
+        d = dets_of(masks) if len(masks) else Detections.empty(MS)
+        out.append(tracker.update(d, i * dt))
+    return out
+
+
+def test_crossing_diagonal_bars_keep_ids():
+    # two thin bars cross the same region: boxes overlap a lot at the crossing, masks barely
+    frames = []
+    for i in range(30):
+        a = blob(10 + 2 * i, 40, r=12, shape="bar")
+        b = np.fliplr(blob(10 + 2 * i, 40, r=12, shape="bar"))
+        frames.append([a, b])
+    out = run(MaskTracker(min_hits=1), frames)
+    first = {int(t): i for i, t in enumerate(out[0].tracker_id)}
+    assert len(first) == 2
+    for res in out:
+        assert len(res) == 2
+        # identity follows the mask: the bar going down-right keeps its id
+        order = [int(t) for t in res.tracker_id]
+        assert order == list(out[0].tracker_id)
+
+
+def test_two_discs_pass_each_other_with_overlapping_boxes():
+    frames = [[blob(20 + 2 * i, 38), blob(60 - 2 * i, 44)] for i in range(21)]
+    out = run(MaskTracker(min_hits=1), frames)
+    ids0 = list(out[0].tracker_id)
+    for res in out:
+        assert list(res.tracker_id) == ids0  # detections stay in input order: a left-mover, a right-mover
+
+
+def test_short_occlusion_keeps_id_long_gets_new():
+    t = MaskTracker(max_lost_s=1.0, min_hits=1)
+    frames = [[blob(20 + i, 40)] for i in range(5)] + [[]] * 10 + [[blob(35, 40)]]  # 0.67 s hidden
+    out = run(t, frames)
+    assert out[-1].tracker_id.tolist() == out[0].tracker_id.tolist()
+    t2 = MaskTracker(max_lost_s=1.0, min_hits=1)
+    frames = [[blob(20 + i, 40)] for i in range(5)] + [[]] * 20 + [[blob(45, 40)]]  # 1.33 s hidden
+    out = run(t2, frames)
+    assert out[-1].tracker_id.tolist() != out[0].tracker_id.tolist()
+    assert out[-1].tracker_id[0] > out[0].tracker_id[0]  # never reused
+
+
+def test_lost_time_is_stream_time_not_frames():
+    # the same 10 missing frames: 0.33 s at 30 fps keeps the track, 2 s at 5 fps does not
+    for dt, same in [(1 / 30, True), (1 / 5, False)]:
+        t = MaskTracker(max_lost_s=1.0, min_hits=1)
+        out = run(t, [[blob(30, 40)]] * 3 + [[]] * 10 + [[blob(30, 40)]], dt=dt)
+        assert bool(out[-1].tracker_id[0] == out[0].tracker_id[0]) is same
+
+
+def test_tentative_until_min_hits():
+    t = MaskTracker(min_hits=3)
+    run(t, [[blob(30, 30)]])  # first frame of the stream: confirmed at once (as ByteTrack)
+    out = run(t, [[blob(30, 30), blob(60, 60)]] * 3)
+    assert [len(o) for o in out] == [1, 1, 2]
+
+
+def test_low_confidence_second_pass_keeps_track_through_partial_occlusion():
+    t = MaskTracker(TrackerParams(high_conf=0.5, low_conf=0.1, min_hits=1))
+    out = [t.update(dets_of([blob(30 + i, 40)], conf=0.9 if i < 3 or i > 6 else 0.2), i / 15) for i in range(10)]
+    assert all(len(o) == 1 for o in out)
+    assert len({int(o.tracker_id[0]) for o in out}) == 1
+    # a low-confidence detection never starts a track
+    t2 = MaskTracker(TrackerParams(high_conf=0.5, low_conf=0.1, min_hits=1))
+    assert len(t2.update(dets_of([blob(30, 40)], conf=0.2), 0.0)) == 0
+
+
+def test_class_majority_vote():
+    t = MaskTracker(min_hits=1)
+    classes = [1, 1, 1, 2, 1, 1]
+    for i, c in enumerate(classes):
+        out = t.update(dets_of([blob(30, 40)], cls=c), i / 15)
+    assert out.class_id.tolist() == [1] and out.data["det_class_id"].tolist() == [1]
+
+
+def test_stationary_clock():
+    t = MaskTracker(min_hits=1)
+    out = run(t, [[blob(30, 40)]] * 31)
+    assert out[-1].data["stationary_s"][0] == pytest.approx(2.0)
+    out = run(t, [[blob(30 + 3 * i, 40)] for i in range(5)])
+    assert out[-1].data["stationary_s"][0] < 0.2
+
+
+def test_ids_per_tracker_instance():
+    a, b = MaskTracker(min_hits=1), MaskTracker(min_hits=1)
+    assert run(a, [[blob(30, 30)]])[0].tracker_id.tolist() == [1]
+    assert run(b, [[blob(30, 30)]])[0].tracker_id.tolist() == [1]
+
+
+def test_state_stays_bounded_under_churn():
+    rng = np.random.default_rng(0)
+    t = MaskTracker(max_lost_s=0.5, min_hits=1)
+    small = MaskSpace((16, 16), (64, 64))
+    max_tracks = 0
+    for i in range(20000):
+        n = int(rng.integers(0, 4))
+        masks = np.zeros((n, 16, 16), bool)
+        boxes = np.zeros((n, 4), np.float32)
+        for k in range(n):
+            x, y = rng.integers(0, 12, 2)
+            masks[k, y:y + 4, x:x + 4] = True
+            boxes[k] = [x * 4, y * 4, x * 4 + 16, y * 4 + 16]
+        t.update(Detections(boxes, np.full(n, 0.9), np.zeros(n), masks, small), i / 15)
+        max_tracks = max(max_tracks, len(t))
+    assert max_tracks < 40  # lost tracks leave after 0.5 s: about 3 new per frame x 8 frames at most
+    assert t.votes.shape[1] == 1 and t._next_id > 1000  # ids keep counting, arrays do not grow
+
+
+def test_mask_iou_matrix():
+    a = np.zeros((2, 4, 4), bool)
+    a[0, :2, :2] = True
+    a[1, :, :] = True
+    assert np.allclose(mask_iou(a, a), [[1, 0.25], [0.25, 1]])
