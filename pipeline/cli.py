@@ -23,7 +23,7 @@ def _setup_logging(level: str) -> None:
                         format="%(asctime)s %(levelname)s [%(threadName)s] %(message)s")
 
 
-def build_segmenter(model_cfg, file: str | Path | None = None):
+def build_segmenter(model_cfg, file: str | Path | None = None, tracker_cfg=None):
     """Engine + pre/post-processing for a ``model`` config section; errors name the field."""
     from engines import Segmenter, load_engine
 
@@ -42,7 +42,10 @@ def build_segmenter(model_cfg, file: str | Path | None = None):
             raise ConfigError(file, "model.classes",
                               f"unknown class {unknown[0]!r}, expected one of {sorted(by_name)}")
         classes = [by_name[c] for c in model_cfg.classes]
-    return Segmenter(engine, conf=model_cfg.conf, iou=model_cfg.iou, max_det=model_cfg.max_det,
+    conf = model_cfg.conf
+    if tracker_cfg is not None:  # the tracker's second pass needs the low-confidence detections too
+        conf = min(conf, tracker_cfg.low_conf)
+    return Segmenter(engine, conf=conf, iou=model_cfg.iou, max_det=model_cfg.max_det,
                      classes=classes, agnostic=model_cfg.agnostic_nms)
 
 
@@ -95,7 +98,7 @@ def cmd_run(args) -> int:
     for cam in cfg.cameras:
         if cam.zones:
             load_zone_file(cam.zones)
-    seg = build_segmenter(cfg.model, args.config)
+    seg = build_segmenter(cfg.model, args.config, cfg.tracker)
     _check_rule_classes(cfg, seg.meta.names, args.config)
 
     pipe = Pipeline(cfg, seg, max_frames=args.max_frames, save_video=Path(args.save_video) if args.save_video else None)

@@ -49,9 +49,21 @@ class CameraConfig(_Strict):
 
 
 class TrackerConfig(_Strict):
-    type: Literal["simple"] = Field("simple", description="Tracker implementation.")
-    min_iou: float = Field(0.2, gt=0, lt=1, description="Least mask IoU to continue a track.")
+    type: Literal["mask"] = Field("mask", description="Tracker implementation: mask (association by mask IoU + motion).")
+    low_conf: float = Field(0.1, gt=0, lt=1, description="Second-pass detections: between this and model.conf.")
+    new_track_conf: float | None = Field(None, gt=0, lt=1, description="Least confidence to start a track (default model.conf).")
+    min_hits: int = Field(2, ge=1, le=100, description="Matches before a track is reported.")
     max_lost_s: float = Field(1.0, ge=0, le=3600, description="Keep a lost track this long (stream seconds).")
+    min_similarity: float = Field(0.2, gt=0, lt=1, description="Least similarity to continue a track (first pass).")
+    mask_weight: float = Field(0.6, ge=0, le=1, description="Weight of mask IoU against predicted-box IoU.")
+
+    def params(self, model_conf: float):
+        from .tracking import TrackerParams
+
+        return TrackerParams(high_conf=model_conf, low_conf=min(self.low_conf, model_conf),
+                             new_track_conf=self.new_track_conf or model_conf, min_hits=self.min_hits,
+                             max_lost_s=self.max_lost_s, min_similarity=self.min_similarity,
+                             mask_weight=self.mask_weight)
 
 
 class AlertsConfig(_Strict):

@@ -9,7 +9,7 @@ import numpy as np
 from pycocotools import mask as mask_utils
 
 from .sources import VideoSource
-from .tracker import SimpleTracker
+from .tracking import MaskTracker, TrackerParams
 
 
 def coco_results(dets, names: dict[int, str], image_id: int) -> list[dict]:
@@ -50,7 +50,7 @@ def predict(args) -> int:
     src = VideoSource("predict", args.source, seg.input_hw)
     if "://" not in args.source and not Path(args.source).is_file():
         raise ConfigError(None, "SOURCE", f"video file not found: {args.source}")
-    tracker = SimpleTracker() if args.track else None
+    tracker = MaskTracker(TrackerParams(high_conf=args.conf, low_conf=args.conf, new_track_conf=args.conf)) if args.track else None
     results: list[dict] = []
     frames = 0
     for frame in src.frames():

@@ -31,7 +31,7 @@ from .redact import redact_url
 from .ring import Ring, RingClosed
 from .sinks import JsonlSink, Sink
 from .sources import SourceError, VideoSource
-from .tracker import SimpleTracker
+from .tracking import MaskTracker
 from .types import Detections, Frame
 
 log = logging.getLogger(__name__)
@@ -197,7 +197,7 @@ class Pipeline:
                 c.detections.close()
 
     def _analytics(self, c: _Camera) -> None:
-        tracker = SimpleTracker(self.cfg.tracker.min_iou, self.cfg.tracker.max_lost_s)
+        tracker = MaskTracker(self.cfg.tracker.params(self.cfg.model.conf))
         zone_file = load_zone_file(c.zones_path) if c.zones_path else None
         engine: ZoneEngine | None = None
         last: Frame | None = None

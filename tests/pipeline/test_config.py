@@ -14,7 +14,7 @@ from pipeline.config import load_config
 BASE = {
     "model": {"path": "model.onnx", "conf": 0.35, "iou": 0.6, "max_det": 100},
     "cameras": [{"id": "north", "source": "clip.mp4", "zones": "zones.yaml", "max_fps": 15}],
-    "tracker": {"min_iou": 0.2, "max_lost_s": 1.0},
+    "tracker": {"min_hits": 2, "max_lost_s": 1.0},
     "alerts": {"jsonl": "var/alerts.jsonl", "outbox": "var/outbox.sqlite"},
 }
 ZONES = {
@@ -55,7 +55,8 @@ CONFIG_CASES = [
     ("max-fps-negative", "cameras.0.max_fps", -5, "cameras[0].max_fps", "greater than 0"),
     ("camera-typo", "cameras.0.zone", "x.yaml", "cameras[0].zone", "unknown field"),
     ("tracker-max-lost-negative", "tracker.max_lost_s", -1, "tracker.max_lost_s", "greater than or equal to 0"),
-    ("tracker-bad-type", "tracker.type", "bytetrack", "tracker.type", "simple"),
+    ("tracker-bad-type", "tracker.type", "bytetrack", "tracker.type", "mask"),
+    ("tracker-min-hits-zero", "tracker.min_hits", 0, "tracker.min_hits", "greater than or equal to 1"),
     ("alerts-unknown", "alerts.kafka", {}, "alerts.kafka", "unknown field"),
     ("ring-slots-zero", "pipeline", {"frame_ring_slots": 0}, "pipeline.frame_ring_slots", "greater than or equal to 1"),
     ("cameras-not-list", "cameras", {"id": "x"}, "cameras", "list"),

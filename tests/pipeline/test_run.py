@@ -117,7 +117,7 @@ def test_in_process_stop_leaves_no_threads(tmp_path, model_path, model_names):
 
     long_clip = write_clip(tmp_path / "long.mp4", frames=300, fps=15)
     cfg = load_config(write_config(tmp_path, model_path, long_clip, model_names))
-    pipe = Pipeline(cfg, build_segmenter(cfg.model))
+    pipe = Pipeline(cfg, build_segmenter(cfg.model, None, cfg.tracker))
     pipe.start()
     time.sleep(1.0)
     pipe.request_stop()
@@ -157,14 +157,14 @@ def test_stage_error_stops_run_with_reason(tmp_path, model_path, model_names):
 
     long_clip = write_clip(tmp_path / "long.mp4", frames=300, fps=15)
     cfg = load_config(write_config(tmp_path, model_path, long_clip, model_names))
-    pipe = Pipeline(cfg, _FailingSegmenter(build_segmenter(cfg.model)))
+    pipe = Pipeline(cfg, _FailingSegmenter(build_segmenter(cfg.model, None, cfg.tracker)))
     pipe.start()
     t0 = time.monotonic()
     pipe.wait()
     assert time.monotonic() - t0 < 30
     assert str(pipe.failure) == "camera cam1, stage inference: RuntimeError: engine exploded"
     assert not any(t.is_alive() for t in pipe.threads)
-    assert pipe.cameras[0].stats.analysed == 4
+    assert pipe.cameras[0].stats.inferred == 4 and pipe.cameras[0].stats.analysed <= 4  # abort skips the rest
 
 
 def test_two_cameras_each_get_every_frame(tmp_path, model_path, model_names):

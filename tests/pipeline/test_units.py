@@ -5,7 +5,6 @@ from engines.results import Detections, MaskSpace
 from pipeline.outbox import Outbox
 from pipeline.redact import redact_url
 from pipeline.sinks import JsonlSink
-from pipeline.tracker import SimpleTracker
 from zones import AlertEvent
 
 
@@ -58,22 +57,6 @@ def test_mask_space_round_trip():
     assert np.allclose(MS.from_frame(MS.to_frame(xy)), xy)
     assert np.allclose(MS.to_frame([[-0.5, -0.5]]), [[-0.5, -0.5]])  # the frame's corner maps to the mask's corner
     assert MS.upsample(_dets(1).masks).shape == (1, 60, 80)
-
-
-def test_simple_tracker_keeps_ids_and_never_reuses():
-    t = SimpleTracker(min_iou=0.3, max_lost_s=0.5)
-    a = np.zeros((1, 6, 8), bool)
-    a[0, 1:4, 1:4] = True
-    b = np.zeros((1, 6, 8), bool)
-    b[0, 2:5, 4:7] = True
-    both = np.concatenate([a, b])
-    d1 = t.update(Detections(np.zeros((2, 4)), [0.9, 0.9], [0, 0], both, MS), 0.0)
-    d2 = t.update(Detections(np.zeros((2, 4)), [0.9, 0.9], [0, 0], both[::-1], MS), 0.1)
-    assert list(d1.tracker_id) == [1, 2] and list(d2.tracker_id) == [2, 1]
-    t.update(Detections.empty(MS), 1.0)  # both lost longer than max_lost_s: dropped
-    assert len(t) == 0
-    d3 = t.update(Detections(np.zeros((1, 4)), [0.9], [0], a, MS), 1.1)
-    assert list(d3.tracker_id) == [3]
 
 
 def _event(i):
