@@ -56,10 +56,11 @@ def _check_rule_classes(cfg, names: dict[int, str], file) -> None:
             continue
         zf = load_zone_file(cam.zones)
         for j, rule in enumerate(zf.rules):
-            for cls in rule.classes:
-                if cls not in known:
-                    raise ConfigError(cam.zones, f"rules[{j}].classes",
-                                      f"class {cls!r} is not a model class, expected one of {sorted(known)}")
+            for field in ("classes", "near"):
+                for cls in getattr(rule, field, None) or []:
+                    if cls not in known:
+                        raise ConfigError(cam.zones, f"rules[{j}].{field}",
+                                          f"class {cls!r} is not a model class, expected one of {sorted(known)}")
 
 
 # -- commands -----------------------------------------------------------------------------

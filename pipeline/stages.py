@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from zones import ZoneEngine, load_zone_file
+from zones import ZoneEngine
 
 from .config import Config
 from .draw import VideoWriter, annotate
@@ -33,6 +33,7 @@ from .sinks import JsonlSink, Sink
 from .sources import SourceError, VideoSource
 from .tracking import MaskTracker
 from .types import Detections, Frame
+from .zonewatch import ZoneFileWatcher
 
 log = logging.getLogger(__name__)
 POLL_S = 0.1  # every blocking call re-checks the stop events this often
@@ -198,7 +199,7 @@ class Pipeline:
 
     def _analytics(self, c: _Camera) -> None:
         tracker = MaskTracker(self.cfg.tracker.params(self.cfg.model.conf))
-        zone_file = load_zone_file(c.zones_path) if c.zones_path else None
+        watcher = ZoneFileWatcher(c.zones_path) if c.zones_path else None
         engine: ZoneEngine | None = None
         last: Frame | None = None
         try:
@@ -214,19 +215,23 @@ class Pipeline:
                 if dets.masks is None:
                     raise ValueError("the segmenter returned no masks")
                 dets = tracker.update(dets, frame.pts_s)
-                if zone_file is not None and engine is None:
-                    engine = ZoneEngine(zone_file, c.id, frame.frame_wh, dets.mask_space.mask_wh)
+                if watcher is not None and engine is None:
+                    engine = ZoneEngine(watcher.current, c.id, frame.frame_wh, dets.mask_space.mask_wh)
                 if engine is not None:
+                    events = []
+                    reloaded = watcher.poll()
+                    if reloaded is not None:
+                        events += engine.replace(reloaded, frame.index, frame.pts_s, frame.wall_s)
                     names = [self.names.get(int(k), str(k)) for k in dets.class_id]
-                    events = engine.update(frame.index, frame.pts_s, frame.wall_s, dets.tracker_id, names,
-                                           dets.confidence, dets.xyxy, dets.masks)
+                    events += engine.update(frame.index, frame.pts_s, frame.wall_s, dets.tracker_id, names,
+                                            dets.confidence, dets.xyxy, dets.masks, dets.data.get("stationary_s"))
                     for ev in events:
                         self.outbox.add(ev)  # durable before anything else sees it
                     c.stats.alerts += len(events)
                 c.stats.analysed += 1
                 if c.video is not None:
-                    active = engine.active_zones if engine else set()
-                    self._put(c.video, (frame, dets, set(active)))
+                    active = set(engine.active_zones) if engine else set()
+                    self._put(c.video, (frame, dets, active, engine.zone_file if engine else None))
             if engine is not None and last is not None and not self.abort.is_set():
                 for ev in engine.close(last.index, last.pts_s, time.time()):
                     self.outbox.add(ev)
@@ -236,9 +241,9 @@ class Pipeline:
                 c.video.close()
 
     def _video(self, c: _Camera, path: Path) -> None:
-        zone_file = load_zone_file(c.zones_path) if c.zones_path else None
         writer: VideoWriter | None = None
         polys: dict[str, np.ndarray] = {}
+        drawn_zones = None
         try:
             while not self.abort.is_set():
                 try:
@@ -247,11 +252,13 @@ class Pipeline:
                     break
                 if item is None:
                     continue
-                frame, dets, active = item
+                frame, dets, active, zone_file = item
                 if writer is None:
                     writer = VideoWriter(path, c.source.fps or 15.0, frame.frame_wh)
-                    if zone_file is not None:
-                        polys = {z.id: np.array(zone_file.polygon_px(z.id, frame.frame_wh)) for z in zone_file.zones}
+                if zone_file is not drawn_zones:  # first frame, or the zone file was reloaded
+                    drawn_zones = zone_file
+                    polys = {z.id: np.array(zone_file.polygon_px(z.id, frame.frame_wh))
+                             for z in zone_file.zones} if zone_file else {}
                 writer.write(annotate(frame.image, dets, self.names, polys, active))
                 c.stats.video_frames += 1
         finally:

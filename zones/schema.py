@@ -1,15 +1,17 @@
-"""Zone file schema (YAML, one per camera)."""
+"""Zone file schema (YAML, one per camera): zones, optional ground calibration, rules."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, Union
 
+import numpy as np
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from shapely.geometry import Polygon
 
 from .errors import ZoneFileError, from_validation_error, register_union_tags
+from .geometry import homography
 
 
 class _Strict(BaseModel):
@@ -20,7 +22,8 @@ Point = tuple[float, float]
 
 
 class Zone(_Strict):
-    id: str = Field(min_length=1, description="Unique zone id, used in rules, topics and alerts.")
+    id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$",
+                    description="Unique zone id (letters, digits, - and _), used in rules, topics and alerts.")
     name: str | None = Field(None, description="Human-readable name.")
     polygon: list[Point] = Field(description="Vertices in the file's `units`.")
 
@@ -29,37 +32,104 @@ class Zone(_Strict):
     def _valid_polygon(cls, v: list[Point]) -> list[Point]:
         if len(v) < 3:
             raise ValueError(f"polygon needs at least 3 points, got {len(v)}")
-        if not Polygon(v).is_valid:
-            raise ValueError("polygon is self-intersecting")
+        poly = Polygon(v)
+        if not poly.is_valid:
+            raise ValueError("polygon is self-intersecting (vertices must go round the zone in order)")
+        if poly.area <= 0:
+            raise ValueError("polygon has zero area")
         return v
 
 
 class RuleBase(_Strict):
-    id: str = Field(min_length=1, description="Unique rule id.")
+    id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$", description="Unique rule id.")
     classes: list[str] = Field(min_length=1, description="Object classes the rule applies to.")
-    min_duration_s: float = Field(0.0, ge=0, description="Entry debounce: condition must hold this long.")
-    clear_after_s: float = Field(1.0, ge=0, description="Exit hysteresis: inactive only after this long below threshold.")
+    enabled: bool = Field(True, description="A disabled rule is validated but not evaluated.")
+    min_confidence: float = Field(0.0, ge=0, le=1, description="Ignore objects below this confidence.")
+    min_duration_s: float = Field(0.0, ge=0, le=3600, description="Entry debounce: the condition must hold this long.")
+    clear_after_s: float = Field(1.0, ge=0, le=3600, description="Exit hysteresis: inactive only after this long below threshold.")
+    cooldown_s: float = Field(0.0, ge=0, le=86400, description="After an end, no new start for the same key this long.")
+    update_interval_s: float = Field(1.0, ge=0, le=3600, description="Least time between `update` events of one alert; 0 = no updates.")
+    ignore_stationary: float | None = Field(None, gt=0, le=86400,
+                                            description="Do not start alerts for objects that have not moved for this many seconds.")
     severity: Literal["info", "warning", "critical"] = Field("warning", description="Severity carried by alerts.")
 
 
 class IntrusionRule(RuleBase):
+    """An object of `classes` is inside `zone`: a fraction >= min_overlap of its mask."""
+
     type: Literal["intrusion"]
     zone: str = Field(description="Zone id.")
     min_overlap: float = Field(0.05, gt=0, le=1, description="Fraction of the object's mask inside the zone.")
 
 
-register_union_tags("intrusion")
-Rule = Annotated[IntrusionRule, Field(discriminator="type")]
+class ProximityRule(RuleBase):
+    """An object of `classes` is within max_distance of an object of `near` (mask to mask)."""
+
+    type: Literal["proximity"]
+    near: list[str] = Field(min_length=1, description="Classes of the other object.")
+    max_distance: float = Field(gt=0, description="Alert at or below this distance, in `units`.")
+    units: Literal["m", "px"] = Field(description="m (needs calibration: ground distance) or px (frame pixels).")
+    zone: str | None = Field(None, description="Only objects overlapping this zone (optional).")
+
+
+class OccupancyRule(RuleBase):
+    """More than max_count objects of `classes` inside `zone` (per zone, not per object)."""
+
+    type: Literal["occupancy"]
+    zone: str
+    max_count: int = Field(ge=0, description="Alert when the count exceeds this.")
+    min_overlap: float = Field(0.5, gt=0, le=1, description="Fraction of a mask inside the zone to count the object.")
+
+
+class DwellRule(RuleBase):
+    """An object of `classes` stays inside `zone` longer than max_duration_s."""
+
+    type: Literal["dwell"]
+    zone: str
+    max_duration_s: float = Field(gt=0, le=86400, description="Alert once an object has been inside this long.")
+    min_overlap: float = Field(0.5, gt=0, le=1, description="Fraction of a mask inside the zone to count as inside.")
+
+
+class LineCrossingRule(RuleBase):
+    """An object of `classes` crosses `line` in `direction` (judged by its mask centroid or bottom)."""
+
+    type: Literal["line_crossing"]
+    line: tuple[Point, Point] = Field(description="Two points in the file's `units`.")
+    direction: Literal["any", "left_to_right", "right_to_left", "top_to_bottom", "bottom_to_top"] = Field(
+        "any", description="left/right for mostly vertical lines, top/bottom for mostly horizontal ones.")
+    anchor: Literal["centroid", "bottom"] = Field("centroid", description="Point of the mask that crosses.")
+
+    @model_validator(mode="after")
+    def _direction_fits_line(self) -> "LineCrossingRule":
+        (ax, ay), (bx, by) = self.line
+        if (ax, ay) == (bx, by):
+            raise ValueError("line: the two points are the same")
+        vertical = abs(by - ay) >= abs(bx - ax)
+        if self.direction in ("left_to_right", "right_to_left") and not vertical:
+            raise ValueError(f"direction: {self.direction} needs a mostly vertical line; use top_to_bottom or bottom_to_top")
+        if self.direction in ("top_to_bottom", "bottom_to_top") and vertical:
+            raise ValueError(f"direction: {self.direction} needs a mostly horizontal line; use left_to_right or right_to_left")
+        return self
+
+
+RULE_TYPES = ("intrusion", "proximity", "occupancy", "dwell", "line_crossing")
+register_union_tags(*RULE_TYPES)
+Rule = Annotated[Union[IntrusionRule, ProximityRule, OccupancyRule, DwellRule, LineCrossingRule],
+                 Field(discriminator="type")]
 
 
 class Calibration(_Strict):
-    image: list[Point] = Field(min_length=4, description="Image points (in `units`).")
-    ground: list[Point] = Field(min_length=4, description="Ground positions in metres.")
+    image: list[Point] = Field(min_length=4, description="Image points (in the file's `units`).")
+    ground: list[Point] = Field(min_length=4, description="Their ground positions in metres.")
 
     @model_validator(mode="after")
-    def _same_length(self) -> "Calibration":
+    def _solvable(self) -> "Calibration":
         if len(self.image) != len(self.ground):
-            raise ValueError(f"image has {len(self.image)} points but ground has {len(self.ground)}")
+            raise ValueError(f"calibration: image has {len(self.image)} points but ground has {len(self.ground)}")
+        try:
+            homography(np.array(self.image), np.array(self.ground))
+        except ValueError as exc:
+            raise ValueError(f"calibration: degenerate ({exc})") from None
         return self
 
 
@@ -74,35 +144,57 @@ class ZoneFile(_Strict):
     def _cross_checks(self) -> "ZoneFile":
         if self.units == "pixels" and self.frame_size is None:
             raise ValueError("frame_size: required when units is 'pixels'")
-        if self.units == "normalized":
-            for i, z in enumerate(self.zones):
-                for x, y in z.polygon:
-                    if not (0 <= x <= 1 and 0 <= y <= 1):
-                        raise ValueError(f"zones[{i}].polygon: normalized coordinates must be in 0..1, got [{x}, {y}]")
+        w, h = (1.0, 1.0) if self.units == "normalized" else self.frame_size
+        what = "normalized coordinates must be in 0..1" if self.units == "normalized" else \
+            f"pixel coordinates must be inside the frame {w}x{h}"
+
+        def inside(pts, field):
+            for x, y in pts:
+                if not (0 <= x <= w and 0 <= y <= h):
+                    raise ValueError(f"{field}: {what}, got [{x}, {y}]")
+
+        for i, z in enumerate(self.zones):
+            inside(z.polygon, f"zones[{i}].polygon")
         ids = [z.id for z in self.zones]
-        dup = {i for i in ids if ids.count(i) > 1}
-        if dup:
-            raise ValueError(f"zones: duplicate zone id {sorted(dup)[0]!r}")
+        for i, zid in enumerate(ids):
+            if zid in ids[:i]:
+                raise ValueError(f"zones[{i}].id: duplicate zone id {zid!r}")
         rids = [r.id for r in self.rules]
-        dup = {i for i in rids if rids.count(i) > 1}
-        if dup:
-            raise ValueError(f"rules: duplicate rule id {sorted(dup)[0]!r}")
+        for i, rid in enumerate(rids):
+            if rid in rids[:i]:
+                raise ValueError(f"rules[{i}].id: duplicate rule id {rid!r}")
         for i, r in enumerate(self.rules):
-            if getattr(r, "zone", None) is not None and r.zone not in ids:
-                raise ValueError(f"rules[{i}].zone: unknown zone {r.zone!r}, expected one of {ids}")
+            zone = getattr(r, "zone", None)
+            if zone is not None and zone not in ids:
+                raise ValueError(f"rules[{i}].zone: unknown zone {zone!r}, expected one of {ids}")
+            if isinstance(r, ProximityRule) and r.units == "m" and self.calibration is None:
+                raise ValueError(f"rules[{i}].units: 'm' needs a calibration section (or use units: px)")
+            if isinstance(r, LineCrossingRule):
+                inside(r.line, f"rules[{i}].line")
+        if self.calibration is not None:
+            inside(self.calibration.image, "calibration.image")
         return self
 
     def zone(self, zone_id: str) -> Zone:
         return next(z for z in self.zones if z.id == zone_id)
 
-    def polygon_px(self, zone_id: str, frame_wh: tuple[int, int]) -> list[Point]:
-        """Zone polygon in frame pixels of a frame of ``frame_wh``."""
-        poly = self.zone(zone_id).polygon
+    def to_px(self, pts, frame_wh: tuple[int, int]) -> list[Point]:
+        """Points in the file's units -> frame pixels of a frame of ``frame_wh``."""
         if self.units == "normalized":
             sx, sy = frame_wh
         else:
             sx, sy = frame_wh[0] / self.frame_size[0], frame_wh[1] / self.frame_size[1]
-        return [(x * sx, y * sy) for x, y in poly]
+        return [(x * sx, y * sy) for x, y in pts]
+
+    def polygon_px(self, zone_id: str, frame_wh: tuple[int, int]) -> list[Point]:
+        """Zone polygon in frame pixels of a frame of ``frame_wh``."""
+        return self.to_px(self.zone(zone_id).polygon, frame_wh)
+
+    def ground_homography(self, frame_wh: tuple[int, int]) -> np.ndarray | None:
+        """Frame pixels -> ground metres, or None without calibration."""
+        if self.calibration is None:
+            return None
+        return homography(np.array(self.to_px(self.calibration.image, frame_wh)), np.array(self.calibration.ground))
 
 
 def parse_zone_file(data: object, file: str | Path | None = None) -> ZoneFile:
@@ -113,9 +205,11 @@ def parse_zone_file(data: object, file: str | Path | None = None) -> ZoneFile:
     except ValidationError as exc:
         err = from_validation_error(exc, file, ZoneFileError)
         # model-level validators report "field: message"; lift the field into place
-        if not err.field and ": " in err.message:
+        if ": " in err.message and not err.message.startswith("Input"):
             field, _, msg = err.message.partition(": ")
-            raise ZoneFileError(file, field, msg) from None
+            if " " not in field:
+                field = f"{err.field}.{field}" if err.field and not field.startswith(err.field) else field
+                raise ZoneFileError(file, field, msg) from None
         raise err from None
 
 
@@ -124,8 +218,8 @@ def load_zone_file(path: str | Path) -> ZoneFile:
     path = Path(path)
     try:
         text = path.read_text()
-    except OSError as exc:
-        raise ZoneFileError(path, "", f"cannot read zone file ({exc.strerror})") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ZoneFileError(path, "", f"cannot read zone file ({getattr(exc, 'strerror', None) or exc})") from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:

@@ -17,6 +17,7 @@ import numpy as np
 from pipeline.config import load_config
 from pipeline.stages import Pipeline
 from tests.conftest import write_clip, write_config
+from tests.zones.test_schema import validate_event
 from zones import AlertEvent
 
 
@@ -41,6 +42,8 @@ def test_run_passes_every_frame_through_every_stage(tmp_path, clip, model_path, 
     lines = (tmp_path / "var/alerts.jsonl").read_text().splitlines()
     assert len(lines) == summary["outbox"]["added"] == summary["outbox"]["delivered"] == cam["alerts"]
     assert lines, "the whole-frame zone with a low threshold should alert"
+    for line in lines:
+        validate_event(json.loads(line))
     events = [AlertEvent.from_dict(json.loads(line)) for line in lines]
     by_id: dict[str, list[AlertEvent]] = {}
     for ev in events:
