@@ -87,7 +87,7 @@ class Engine(ABC):
             parts.append([o[:n] for o in _order_outputs(self._run(chunk))])
         if len(parts) == 1:
             return parts[0]
-        return [np.concatenate(outs, axis=0) for outs in zip(*parts)]
+        return [np.concatenate(outs, axis=0) for outs in zip(*parts, strict=True)]
 
     def close(self) -> None:  # noqa: B027 - optional for backends without resources
         """Release the runtime's resources."""
@@ -159,7 +159,9 @@ def expected_anchors(input_hw: tuple[int, int], strides: Sequence[int] = DETECT_
     return sum(-(-h // s) * -(-w // s) for s in strides)
 
 
-def detect_layout(pred_shape: tuple[int, int], num_masks: int, input_hw: tuple[int, int], source: str) -> tuple[str, int]:
+def detect_layout(
+    pred_shape: tuple[int, int], num_masks: int, input_hw: tuple[int, int], source: str
+) -> tuple[str, int]:
     """Tell the YOLOv8/11 layout (4 + nc + nm, N) from YOLOv5's (3N, 5 + nc + nm); returns (layout, nc).
 
     The anchor count decides: v8 has one anchor per cell of the stride-8/16/32 grids, v5 three.

@@ -95,6 +95,11 @@ class OrtEngine(Engine):
             " (dynamic)" if self.meta.dynamic_batch else "", self.meta.nc, self.meta.layout,
         )
 
+    @property
+    def session_options(self):
+        """The ONNX Runtime ``SessionOptions`` in force (threads, optimisation level, config entries)."""
+        return self._session.get_session_options()
+
     def _run(self, batch: np.ndarray) -> list[np.ndarray]:
         if self._session is None:
             raise RuntimeError(f"{self.meta.path.name}: engine is closed")

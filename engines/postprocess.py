@@ -246,13 +246,37 @@ def _interp_matrix(n_out: int, n_in: int) -> np.ndarray:
     return w
 
 
+@dataclass(frozen=True)
+class _AxisMap:
+    """A (frame, proto) resampling matrix and, per frame pixel, the proto pixels it reads (start, stop)."""
+
+    weights: np.ndarray
+    start: np.ndarray
+    stop: np.ndarray
+
+    @classmethod
+    def of(cls, weights: np.ndarray) -> _AxisMap:
+        nz = weights != 0  # every row has a non-zero weight; taps are contiguous and move forward
+        start = nz.argmax(axis=1)
+        stop = weights.shape[1] - nz[:, ::-1].argmax(axis=1)
+        w = weights.astype(np.float32)
+        for a in (w, start, stop):
+            a.flags.writeable = False
+        return cls(w, start, stop)
+
+    def support(self, lo: int, hi: int) -> tuple[int, int]:
+        """Proto pixels read by frame pixels lo:hi."""
+        return int(self.start[lo]), int(self.stop[hi - 1])
+
+
 @functools.lru_cache(maxsize=32)
-def _frame_maps(proto_hw: tuple[int, int], frame_hw: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+def _frame_maps(proto_hw: tuple[int, int], frame_hw: tuple[int, int]) -> tuple[_AxisMap, _AxisMap]:
     """Per-axis linear maps from prototype logits to frame logits, as ``process_mask_native`` resamples.
 
     Ultralytics upsamples by f (1, 2 or 4, so the padding falls on whole pixels), crops the padding and
     resizes to the frame, bilinearly each time. All three steps are linear and separable, so each axis
-    collapses into one (frame, proto) matrix: frame logits = ``my @ logits @ mx.T``.
+    collapses into one (frame, proto) matrix: frame logits = ``my @ logits @ mx.T``. Frame pixels near
+    each other read nearby proto pixels only, so a box needs only a band of each matrix.
     """
     mh, mw = proto_hw
     h, w = frame_hw
@@ -268,15 +292,7 @@ def _frame_maps(proto_hw: tuple[int, int], frame_hw: tuple[int, int]) -> tuple[n
     if (crop_h, crop_w) != (h, w):
         my = _interp_matrix(h, crop_h) @ my
         mx = _interp_matrix(w, crop_w) @ mx
-    my, mx = my.astype(np.float32), mx.astype(np.float32)
-    my.flags.writeable = mx.flags.writeable = False
-    return my, mx
-
-
-def _support(m: np.ndarray, lo: int, hi: int) -> tuple[int, int]:
-    """The columns of ``m`` that rows lo:hi use (non-zero weights)."""
-    used = np.flatnonzero(m[lo:hi].any(axis=0))
-    return (int(used[0]), int(used[-1]) + 1) if used.size else (0, 0)
+    return _AxisMap.of(my), _AxisMap.of(mx)
 
 
 def masks_full_resolution(
@@ -304,9 +320,10 @@ def masks_full_resolution(
     for i, (c0, r0, c1, r1) in enumerate(edges):
         if c1 <= c0 or r1 <= r0:
             continue
-        s0, s1 = _support(my, r0, r1)
-        t0, t1 = _support(mx, c0, c1)
+        s0, s1 = my.support(r0, r1)
+        t0, t1 = mx.support(c0, c1)
         proto = protos[:, s0:s1, t0:t1].reshape(nm, -1) if (s1 - s0, t1 - t0) != (mh, mw) else flat
         logits = (coefficients[i] @ proto).reshape(s1 - s0, t1 - t0)
-        np.greater(my[r0:r1, s0:s1] @ logits @ mx[c0:c1, t0:t1].T, 0, out=out[i, r0:r1, c0:c1])
+        frame_logits = my.weights[r0:r1, s0:s1] @ logits @ mx.weights[c0:c1, t0:t1].T
+        np.greater(frame_logits, 0, out=out[i, r0:r1, c0:c1])
     return out

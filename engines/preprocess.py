@@ -60,17 +60,13 @@ class Letterbox:
 
     def to_frame_xyxy(self, xyxy: np.ndarray, clip: bool = True) -> np.ndarray:
         """Boxes (n, 4) in model-input pixels -> float32 frame pixels (clipped to the frame)."""
-        out = np.array(xyxy, dtype=np.float32, copy=True).reshape(-1, 4)
         gx, gy = self.gain_xy
         px, py = self.pad_xy
-        out[:, [0, 2]] -= px
-        out[:, [1, 3]] -= py
-        out[:, [0, 2]] /= gx
-        out[:, [1, 3]] /= gy
+        out = np.asarray(xyxy, dtype=np.float32).reshape(-1, 4) - np.array([px, py, px, py], np.float32)
+        out /= np.array([gx, gy, gx, gy], np.float32)  # subtract, then divide: Ultralytics' order
         if clip:
             w, h = self.frame_wh
-            out[:, [0, 2]] = out[:, [0, 2]].clip(0, w)
-            out[:, [1, 3]] = out[:, [1, 3]].clip(0, h)
+            np.clip(out, 0, np.array([w, h, w, h], np.float32), out=out)
         return out
 
     def to_input_xyxy(self, xyxy: np.ndarray) -> np.ndarray:

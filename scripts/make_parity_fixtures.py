@@ -251,8 +251,11 @@ def main(argv: list[str] | None = None) -> int:
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        if args.model and args.model.endswith(".onnx"):
-            static = Path(args.model)
+        if args.model and args.model.endswith(".onnx"):  # used as is; copied next to the other test models
+            static = MODELS_DIR / Path(args.model).name
+            MODELS_DIR.mkdir(parents=True, exist_ok=True)
+            if Path(args.model).resolve() != static.resolve():
+                shutil.copyfile(args.model, static)
         else:
             h, w = args.imgsz
             if args.model:

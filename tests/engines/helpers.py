@@ -23,14 +23,16 @@ def const_model(
     protos: np.ndarray,
     input_shape: list,
     metadata: dict[str, str] | None = None,
+    half: bool = False,
 ) -> Path:
     """An ONNX model whose outputs are ``pred`` (1, C, N) and ``protos`` (1, nm, h, w) whatever the input.
 
     The outputs are broadcast over the input's batch (``0 * mean(images)`` is added), so a symbolic batch
-    axis in ``input_shape`` (a string) works.
+    axis in ``input_shape`` (a string) works. ``half``: the input is float16 (cast to float32 inside).
     """
     nodes = [
-        helper.make_node("ReduceMean", ["images"], ["m"], axes=[1, 2, 3], keepdims=1),  # (B,1,1,1)
+        helper.make_node("Cast", ["images"], ["x"], to=TensorProto.FLOAT),
+        helper.make_node("ReduceMean", ["x"], ["m"], axes=[1, 2, 3], keepdims=1),  # (B,1,1,1)
         helper.make_node("Mul", ["m", "zero"], ["z4"]),
         helper.make_node("Reshape", ["z4", "shape3"], ["z3"]),  # (B,1,1)
         helper.make_node("Add", ["z3", "pred"], ["output0"]),
@@ -46,7 +48,7 @@ def const_model(
     graph = helper.make_graph(
         nodes,
         "const",
-        [helper.make_tensor_value_info("images", TensorProto.FLOAT, input_shape)],
+        [helper.make_tensor_value_info("images", TensorProto.FLOAT16 if half else TensorProto.FLOAT, input_shape)],
         [
             helper.make_tensor_value_info("output0", TensorProto.FLOAT, [batch, *pred.shape[1:]]),
             helper.make_tensor_value_info("output1", TensorProto.FLOAT, [batch, *protos.shape[1:]]),

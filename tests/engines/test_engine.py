@@ -13,7 +13,17 @@ import engines
 from engines import Detections, Letterbox, MaskSpace, Segmenter, letterbox, load_engine
 from engines.base import detect_layout, expected_anchors
 
-from .helpers import DYNAMIC_MODEL, NAMES, PARITY, STATIC_MODEL, anchors, const_model, strip_metadata, v5_output, v8_output
+from .helpers import (
+    DYNAMIC_MODEL,
+    NAMES,
+    PARITY,
+    STATIC_MODEL,
+    anchors,
+    const_model,
+    strip_metadata,
+    v5_output,
+    v8_output,
+)
 
 FRAMES = sorted((PARITY / "frames").glob("*.png"))
 
@@ -37,7 +47,8 @@ def dynamic_engine():
 
 
 def test_public_api():
-    for name in ("ModelMeta", "Engine", "load_engine", "Letterbox", "letterbox", "Segmenter", "Detections", "MaskSpace"):
+    api = ("ModelMeta", "Engine", "load_engine", "Letterbox", "letterbox", "Segmenter", "Detections", "MaskSpace")
+    for name in api:
         assert hasattr(engines, name), name
 
 
@@ -85,7 +96,7 @@ def test_segmenter_batch_equals_single_frames(dynamic_engine, static_engine):
         batch = seg([b[0] for b in boxed], [b[1] for b in boxed])
         assert len(batch) == len(frames)
         total = 0
-        for (img, box), got in zip(boxed, batch):
+        for (img, box), got in zip(boxed, batch, strict=True):
             (single,) = seg([img], [box])
             assert len(got) == len(single)
             total += len(got)
@@ -240,6 +251,30 @@ def test_synthetic_model_end_to_end(tmp_path, layout, batch_dim):
         np.testing.assert_array_equal(d.data["masks_full"][0], full)
 
 
+def test_static_batch_of_two_pads_the_last_chunk(tmp_path):
+    pred = v8_output([(3, 48, 32, 32, 16, 1, 0.9, _coef(1))], 2, NM, anchors(HW))
+    path = const_model(tmp_path / "b2.onnx", pred, _protos(), [2, 3, *HW], {"names": "['a', 'b']"})
+    with load_engine(path) as eng:
+        assert eng.meta.batch == 2 and not eng.meta.dynamic_batch
+        for b in (1, 2, 3, 5):
+            out_pred, out_protos = eng.infer(np.zeros((b, 3, *HW), np.float32))
+            assert out_pred.shape == (b, *pred.shape[1:]) and out_protos.shape == (b, NM, 16, 24)
+            np.testing.assert_array_equal(out_pred, np.repeat(pred, b, axis=0))
+        seg = Segmenter(eng, conf=0.5)
+        img, box = letterbox(np.zeros((96, 192, 3), np.uint8), HW)
+        assert [len(d) for d in seg([img] * 3, [box] * 3)] == [1, 1, 1]
+
+
+def test_float16_input_model(tmp_path):
+    pred = v8_output([(3, 48, 32, 32, 16, 1, 0.9, _coef(1))], 2, NM, anchors(HW))
+    path = const_model(tmp_path / "half.onnx", pred, _protos(), [1, 3, *HW], {"names": "['a', 'b']"}, half=True)
+    with load_engine(path) as eng:
+        assert eng.meta.input_dtype == "float16"
+        out_pred, _ = eng.infer(np.zeros((1, 3, *HW), np.float32))  # float32 in, cast by the engine
+        assert out_pred.dtype == np.float32
+        np.testing.assert_array_equal(out_pred, pred)
+
+
 def test_synthetic_model_with_nothing_above_conf(tmp_path):
     pred = v8_output([], 2, NM, anchors(HW), fill_score=0.1)
     path = const_model(tmp_path / "empty.onnx", pred, _protos(), [1, 3, *HW], {"names": "['a', 'b']"})
@@ -321,6 +356,15 @@ def test_cuda_device_needs_the_cuda_provider():
         load_engine(STATIC_MODEL, threads=-1)
     with load_engine(STATIC_MODEL, device="auto", threads=1) as eng:
         assert eng.providers[-1] == "CPUExecutionProvider"
+
+
+@pytest.mark.parametrize("threads, expected", [(2, 2), (1, 1), (None, 0)])
+def test_session_options(threads, expected):
+    with load_engine(DYNAMIC_MODEL, threads=threads) as eng:
+        opts = eng.session_options
+        assert opts.intra_op_num_threads == expected
+        assert opts.graph_optimization_level == ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        assert opts.get_session_config_entry("session.intra_op.allow_spinning") == "0"
 
 
 def test_closed_engine_refuses_to_run(tmp_path):

@@ -110,7 +110,9 @@ def test_letterbox_rejects(image, input_hw, out, match):
         letterbox(image, input_hw, out=out)
 
 
-@pytest.mark.parametrize("frame_wh, input_hw", [((1280, 720), (384, 640)), ((540, 960), (384, 640)), ((97, 61), (320, 320))])
+@pytest.mark.parametrize(
+    "frame_wh, input_hw", [((1280, 720), (384, 640)), ((540, 960), (384, 640)), ((97, 61), (320, 320))]
+)
 def test_box_mapping_round_trip_and_clip(frame_wh, input_hw):
     box = Letterbox.fit(frame_wh, input_hw)
     w, h = frame_wh

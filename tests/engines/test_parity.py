@@ -38,7 +38,7 @@ def test_fixtures_exist():
     assert sum(counts) > 100  # the fixtures have detections to compare
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def segmenter(model: str) -> Segmenter:
     manifest = json.loads((PARITY / model / "manifest.json").read_text())
     engine = load_engine(MODELS / manifest["model"], threads=2)

@@ -104,7 +104,7 @@ SELECT_CASES = [
 def test_select_v8(rows, kwargs, expected):
     pred = v8_output(rows, NC, NM, N)[0]
     cand = select(pred, "v8", NC, **kwargs)
-    got = [(int(c), round(float(s), 4)) for c, s in zip(cand.class_id, cand.confidence)]
+    got = [(int(c), round(float(s), 4)) for c, s in zip(cand.class_id, cand.confidence, strict=True)]
     assert got == [(c, pytest.approx(s)) for c, s in expected]
     assert cand.coefficients.shape == (len(expected), NM)
     assert cand.xyxy.dtype == np.float32 and cand.class_id.dtype == np.int32
@@ -140,7 +140,7 @@ V5_CASES = [
 def test_select_v5(rows, conf, expected):
     pred = v5_output(rows, NC, NM, 3 * N)[0]
     cand = select(pred, "v5", NC, conf=conf)
-    got = [(int(c), float(s)) for c, s in zip(cand.class_id, cand.confidence)]
+    got = [(int(c), float(s)) for c, s in zip(cand.class_id, cand.confidence, strict=True)]
     assert got == [(c, pytest.approx(s, abs=1e-6)) for c, s in expected]
     assert cand.coefficients.shape == (len(expected), NM)
 
