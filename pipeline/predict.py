@@ -50,7 +50,8 @@ def predict(args) -> int:
     src = VideoSource("predict", args.source, seg.input_hw)
     if "://" not in args.source and not Path(args.source).is_file():
         raise ConfigError(None, "SOURCE", f"video file not found: {args.source}")
-    tracker = MaskTracker(TrackerParams(high_conf=args.conf, low_conf=args.conf, new_track_conf=args.conf)) if args.track else None
+    tracker = (MaskTracker(TrackerParams(high_conf=args.conf, low_conf=args.conf, new_track_conf=args.conf, min_hits=1))
+               if args.track else None)  # min_hits 1: every detection is reported, with its track id
     results: list[dict] = []
     frames = 0
     for frame in src.frames():
