@@ -151,11 +151,13 @@ def cmd_predict(args) -> int:
 
 
 def cmd_bench(args) -> int:
-    if args.what == "engine":
+    if args.rest[:1] == ["engine"]:
         from engines.bench import main as bench_engine
 
-        return bench_engine(args.rest)
-    raise SystemExit(f"unknown bench {args.what!r}")
+        return bench_engine(args.rest[1:])
+    from .bench import main as bench_system
+
+    return bench_system(args.rest)
 
 
 def cmd_eval(args) -> int:
@@ -163,6 +165,14 @@ def cmd_eval(args) -> int:
         from scenes.eval import main as eval_masks
 
         return eval_masks(args.rest)
+    if args.what == "tracking":
+        from scenes.track_eval import main as eval_tracking
+
+        return eval_tracking(args.rest)
+    if args.what == "alerts":
+        from scenes.alert_eval import main as eval_alerts
+
+        return eval_alerts(args.rest)
     raise SystemExit(f"unknown eval {args.what!r}")
 
 
@@ -210,20 +220,27 @@ def build_parser() -> argparse.ArgumentParser:
     if register_synth is not None:
         register_synth(sub)
 
-    e = sub.add_parser("eval", help="accuracy evaluations (masks: COCO mAP on synth clips)")
-    e.add_argument("what", choices=["masks"], help="what to evaluate")
+    e = sub.add_parser("eval", help="accuracy on synth clips (masks: COCO mAP; tracking: HOTA/IDF1 vs ByteTrack; "
+                                    "alerts: recall/precision/latency against scripted events)")
+    e.add_argument("what", choices=["masks", "tracking", "alerts"], help="what to evaluate")
     e.add_argument("rest", nargs=argparse.REMAINDER, help="arguments of the evaluation (see `maskwatch eval masks -h`)")
     e.set_defaults(func=cmd_eval)
 
-    b = sub.add_parser("bench", help="benchmarks (engine: pre/infer/post latency)")
-    b.add_argument("what", choices=["engine"], help="what to benchmark")
-    b.add_argument("rest", nargs=argparse.REMAINDER, help="arguments of the benchmark (see `maskwatch bench engine -h`)")
+    b = sub.add_parser("bench", help="benchmarks: model, decode, naive loop, pipeline (1 and N cameras), Ultralytics; "
+                                     "`bench engine MODEL`: pre/infer/post latency", add_help=False)
+    b.add_argument("rest", nargs=argparse.REMAINDER,
+                   help="`maskwatch bench --help` or `maskwatch bench engine --help` for the options")
     b.set_defaults(func=cmd_bench)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        if getattr(args, "rest", None) is None:  # only bench and eval pass options through
+            parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+        args.rest = unknown + list(args.rest)
     _setup_logging(args.log_level)
     try:
         return args.func(args)

@@ -1,0 +1,150 @@
+"""Export synthetic frames as an Ultralytics YOLO-seg dataset.
+
+Layout: images/{train,val}/*.jpg, labels/{train,val}/*.txt (one line per instance:
+`class x1 y1 x2 y2 ...`, polygon vertices normalized to 0..1), data.yaml, manifest.json.
+Train and val come from disjoint seed ranges, so no scene layout, camera or look seen in
+training appears in validation.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from .classes import CLASS_NAMES
+from .render import Instance
+
+#: seeds of the val split start here (train seeds are seed_base + i, far below)
+VAL_SEED_OFFSET = 10_000_000
+#: held-out clips for evaluation use seeds from here on; never used by the dataset export
+EVAL_SEED_OFFSET = 20_000_000
+
+
+def mask_to_polygon(mask: np.ndarray, offset_xy: tuple[int, int] = (0, 0)) -> np.ndarray | None:
+    """One polygon (k, 2) in frame pixels for a possibly multi-part mask.
+
+    Occlusion can split a mask into parts; YOLO-seg labels hold one polygon per instance,
+    so the parts are joined by zero-width bridges between their nearest vertices (the way
+    Ultralytics' converters merge multi-part COCO segments). Contour vertices are pixel
+    indices, so filling the polygon gives back the mask's pixels.
+    """
+    m = np.ascontiguousarray(mask.astype(np.uint8))
+    contours, _ = cv2.findContours(m, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    segs = [c.reshape(-1, 2).astype(np.float64) for c in contours if len(c) >= 1]
+    if not segs:
+        return None
+    segs.sort(key=lambda s: -cv2.contourArea(s.astype(np.float32)) - len(s) * 1e-3)
+    poly = segs[0]
+    for seg in segs[1:]:
+        d = ((poly[:, None, :] - seg[None, :, :]) ** 2).sum(-1)
+        a, b = np.unravel_index(int(np.argmin(d)), d.shape)
+        rolled = np.roll(seg, -b, axis=0)
+        poly = np.concatenate([poly[: a + 1], rolled, rolled[:1], poly[a:]], 0)
+    if len(poly) < 3:
+        # a one- or two-pixel sliver: make a tiny triangle so the label stays valid
+        p = poly[0]
+        poly = np.array([p, p + [1, 0], p + [0, 1]], np.float64)
+    return poly + np.asarray(offset_xy, np.float64)
+
+
+def label_lines(instances: list[Instance], width: int, height: int, min_area: int = 4) -> list[str]:
+    lines = []
+    for inst in instances:
+        if inst.area < min_area:
+            continue
+        poly = mask_to_polygon(inst.mask, inst.roi)
+        if poly is None:
+            continue
+        xy = poly / np.array([width, height], np.float64)
+        xy = np.clip(xy, 0.0, 1.0)
+        lines.append(f"{inst.class_id} " + " ".join(f"{v:.5f}" for v in xy.reshape(-1)))
+    return lines
+
+
+def make_scene(name: str, seed: int, width: int, height: int, scenario: str | None = None):
+    from .pitch import PitchScene
+    from .site import SiteScene
+
+    cls = {"site": SiteScene, "pitch": PitchScene}.get(name)
+    if cls is None:
+        raise ValueError(f"unknown scene {name!r}: expected one of site, pitch")
+    return cls(seed, width, height, scenario)
+
+
+def _job(args) -> list[dict]:
+    split, scene, seed, times, width, height, out, quality = args
+    sc = make_scene(scene, seed, width, height)
+    recs = []
+    for k, t in enumerate(times):
+        frame, inst = sc.render(float(t), frame_index=int(t * 15))
+        stem = f"{scene}_{seed}_{k}"
+        cv2.imwrite(str(Path(out) / "images" / split / f"{stem}.jpg"), frame, [cv2.IMWRITE_JPEG_QUALITY, quality])
+        lines = label_lines(inst, width, height)
+        (Path(out) / "labels" / split / f"{stem}.txt").write_text("".join(ln + "\n" for ln in lines))
+        recs.append({"split": split, "scene": scene, "seed": seed, "t": round(float(t), 3), "file": f"{stem}.jpg", "instances": len(lines)})
+    return recs
+
+
+def export_dataset(
+    out: str | os.PathLike,
+    scenes: list[str],
+    images: int,
+    *,
+    seed_base: int = 0,
+    val_fraction: float = 0.1,
+    frames_per_seed: int = 3,
+    width: int = 1280,
+    height: int = 720,
+    workers: int = 1,
+    quality: int = 92,
+    scene_weights: list[float] | None = None,
+    log=print,
+) -> Path:
+    """Render `images` frames (train + val) and write the dataset; returns the data.yaml path."""
+    out = Path(out)
+    for split in ("train", "val"):
+        (out / "images" / split).mkdir(parents=True, exist_ok=True)
+        (out / "labels" / split).mkdir(parents=True, exist_ok=True)
+    n_val = max(1, int(round(images * val_fraction))) if images > 1 else 0
+    n_train = images - n_val
+    w = np.asarray(scene_weights if scene_weights else [1.0] * len(scenes), float)
+    w = w / w.sum()
+    jobs = []
+    for split, n, base in (("train", n_train, seed_base), ("val", n_val, seed_base + VAL_SEED_OFFSET)):
+        i = 0
+        made = 0
+        while made < n:
+            seed = base + i
+            rng = np.random.default_rng([seed, 7])  # picks scene and times; independent of the scene's own stream
+            scene = scenes[int(rng.choice(len(scenes), p=w))]
+            k = min(frames_per_seed, n - made)
+            times = np.sort(rng.uniform(0.0, 40.0, size=k))
+            jobs.append((split, scene, seed, times, width, height, str(out), quality))
+            made += k
+            i += 1
+    records: list[dict] = []
+    if workers > 1:
+        with ProcessPoolExecutor(workers) as ex:
+            for i, recs in enumerate(ex.map(_job, jobs, chunksize=4)):
+                records += recs
+                if i % 100 == 0:
+                    log(f"dataset: {len(records)}/{images} images")
+    else:
+        for i, j in enumerate(jobs):
+            records += _job(j)
+            if i % 100 == 0:
+                log(f"dataset: {len(records)}/{images} images")
+    names = {i: n for i, n in enumerate(CLASS_NAMES)}
+    data_yaml = out / "data.yaml"
+    lines = [f"path: {out.resolve()}", "train: images/train", "val: images/val", "names:"]
+    lines += [f"  {i}: {n}" for i, n in names.items()]
+    data_yaml.write_text("\n".join(lines) + "\n")
+    (out / "manifest.json").write_text(json.dumps({"scenes": scenes, "seed_base": seed_base, "width": width, "height": height,
+                                                     "frames_per_seed": frames_per_seed, "records": records}, indent=1))
+    log(f"dataset: wrote {len(records)} images to {out}")
+    return data_yaml

@@ -1,0 +1,152 @@
+"""`maskwatch eval tracking MODEL --data DIR`: tracking accuracy on synth clips.
+
+The model runs once per frame through `engines`; the same detections then go to
+maskwatch's MaskTracker and to ByteTrack (roboflow's `trackers` package, the maintained
+home of supervision's ByteTrack), once with its published defaults and once with
+thresholds matched to this detector. Every tracker's output is scored against the clip's
+ground-truth masks with TrackEval's HOTA, Identity (IDF1) and CLEAR (MOTA, ID switches)
+metrics, using mask IoU as the similarity (MOTS style).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from .eval import _frames, find_clips
+
+
+def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    p.add_argument("model", help="model file (.onnx)")
+    p.add_argument("--data", required=True, help="a synth clip directory, or a folder of them")
+    p.add_argument("--conf", type=float, default=0.35, help="detection confidence of the deployment (default 0.35)")
+    p.add_argument("--low-conf", type=float, default=0.1, help="second-pass detections from this (default 0.1)")
+    p.add_argument("--no-baseline", action="store_true", help="only maskwatch's tracker")
+    p.add_argument("--json", default=None, help="also write the results here")
+    p.add_argument("--threads", type=int, default=None)
+    return p
+
+
+class _ByteTrack:
+    """roboflow `trackers` ByteTrackTracker on our detections (boxes; masks ride along)."""
+
+    def __init__(self, fps: float, **kw):
+        from trackers import ByteTrackTracker
+
+        self.t = ByteTrackTracker(frame_rate=fps, **kw)
+
+    def update(self, dets, pts_s: float):
+        import supervision as sv
+
+        svd = sv.Detections(xyxy=dets.xyxy.astype(np.float32), confidence=dets.confidence.astype(np.float32),
+                            class_id=dets.class_id.astype(int), data={"idx": np.arange(len(dets))})
+        out = self.t.update(svd)
+        keep = out.tracker_id >= 0 if out.tracker_id is not None else np.zeros(0, bool)
+        idx = np.asarray(out.data["idx"])[keep].astype(np.int64)
+        res = dets[idx]
+        res.tracker_id = np.asarray(out.tracker_id)[keep].astype(np.int64)
+        return res
+
+
+def _trackers(fps: float, conf: float, low_conf: float, baseline: bool) -> dict:
+    from pipeline.tracking import MaskTracker, TrackerParams
+
+    out = {"maskwatch": MaskTracker(TrackerParams(high_conf=conf, low_conf=low_conf, new_track_conf=conf))}
+    if baseline:
+        out["bytetrack-defaults"] = _ByteTrack(fps)
+        out["bytetrack-matched"] = _ByteTrack(fps, track_activation_threshold=conf, high_conf_det_threshold=conf,
+                                              lost_track_buffer=int(round(30 * 1.0)))
+    return out
+
+
+def _score(gt_seq: list[list[tuple[int, dict]]], trk_seq: list[tuple[np.ndarray, list]]) -> dict:
+    """TrackEval metrics for one sequence. gt_seq[t] = [(gt_id, rle)], trk_seq[t] = (ids, rles)."""
+    from pycocotools import mask as mask_utils
+    from trackeval.metrics import CLEAR, HOTA, Identity
+
+    gt_map: dict[int, int] = {}
+    tr_map: dict[int, int] = {}
+    data = {"gt_ids": [], "tracker_ids": [], "similarity_scores": []}
+    n_gt = n_tr = 0
+    for gts, (tids, trles) in zip(gt_seq, trk_seq):
+        g = np.array([gt_map.setdefault(i, len(gt_map)) for i, _ in gts], int)
+        t = np.array([tr_map.setdefault(int(i), len(tr_map)) for i in tids], int)
+        if len(gts) and len(trles):
+            sim = np.asarray(mask_utils.iou([r for _, r in gts], list(trles), [0] * len(trles)), float).reshape(len(gts), len(trles))
+        else:
+            sim = np.zeros((len(gts), len(trles)))
+        data["gt_ids"].append(g)
+        data["tracker_ids"].append(t)
+        data["similarity_scores"].append(sim)
+        n_gt += len(g)
+        n_tr += len(t)
+    data.update(num_timesteps=len(gt_seq), num_gt_ids=len(gt_map), num_tracker_ids=len(tr_map),
+                num_gt_dets=n_gt, num_tracker_dets=n_tr)
+    res = {}
+    for metric in (HOTA(), Identity(), CLEAR()):
+        res.update(metric.eval_sequence(data))
+    return {"HOTA": float(np.mean(res["HOTA"])), "IDF1": float(res["IDF1"]), "MOTA": float(res["MOTA"]),
+            "IDSW": int(res["IDSW"]), "gt_ids": len(gt_map), "tracker_ids": len(tr_map)}
+
+
+def evaluate(model, data, *, conf=0.35, low_conf=0.1, baseline=True, threads=None, log=print) -> dict:
+    from pycocotools import mask as mask_utils
+
+    from engines import Segmenter, letterbox, load_engine
+
+    from .classes import CLASS_NAMES
+
+    eng = load_engine(model, threads=threads)
+    seg = Segmenter(eng, conf=min(conf, low_conf), iou=0.6, max_det=100)
+    model_to_ours = {int(k): CLASS_NAMES.index(v) for k, v in eng.meta.names.items()}
+    results = {"model": str(model), "conf": conf, "low_conf": low_conf, "clips": {}}
+    for clip in find_clips(Path(data)):
+        gt = json.loads((clip / "gt.json").read_text())
+        fps = float(gt["fps"])
+        trackers = _trackers(fps, conf, low_conf, baseline)
+        gt_seq, out = [], {name: [] for name in trackers}
+        for i, rgb in _frames(clip, gt):
+            if i >= len(gt["frames"]):
+                break
+            gt_seq.append([(inst["track_id"], inst["mask"]) for inst in gt["frames"][i]["instances"]])
+            padded, box = letterbox(rgb, seg.input_hw)
+            (dets,) = seg([padded], [box], full_masks=True)
+            dets.class_id = np.array([model_to_ours[int(c)] for c in dets.class_id], np.int32)
+            for name, tracker in trackers.items():
+                res = tracker.update(dets[np.arange(len(dets))], i / fps)
+                full = np.asarray(res.data["masks_full"], bool)
+                rles = mask_utils.encode(np.asfortranarray(full.transpose(1, 2, 0).astype(np.uint8))) if len(res) else []
+                out[name].append((res.tracker_id, rles))
+        scores = {name: _score(gt_seq, seq) for name, seq in out.items()}
+        results["clips"][clip.name] = {"scene": gt["scene"], "scenario": gt.get("scenario"), "frames": len(gt_seq),
+                                       "scores": scores}
+        log(f"eval tracking: {clip.name}: " + "; ".join(
+            f"{n} IDF1 {s['IDF1']:.3f} IDSW {s['IDSW']}" for n, s in scores.items()))
+    return results
+
+
+def table(results: dict) -> str:
+    rows = ["| clip | tracker | HOTA | IDF1 | MOTA | ID switches |", "|---|---|---|---|---|---|"]
+    for clip, r in results["clips"].items():
+        for name, s in r["scores"].items():
+            rows.append(f"| {clip} | {name} | {s['HOTA']:.3f} | {s['IDF1']:.3f} | {s['MOTA']:.3f} | {s['IDSW']} |")
+    return "\n".join(rows)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = add_arguments(argparse.ArgumentParser(prog="maskwatch eval tracking", description=__doc__.split("\n\n")[0])).parse_args(argv)
+    try:
+        results = evaluate(args.model, args.data, conf=args.conf, low_conf=args.low_conf,
+                           baseline=not args.no_baseline, threads=args.threads,
+                           log=lambda m: print(m, file=sys.stderr))
+    except FileNotFoundError as exc:
+        print(f"maskwatch: error: {exc}", file=sys.stderr)
+        return 2
+    print(table(results))
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2))
+    return 0

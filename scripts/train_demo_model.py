@@ -1,0 +1,205 @@
+#!/usr/bin/env python3
+"""Train maskwatch's bundled demo model: YOLO11n-seg from its yaml, on synthetic scenes.
+
+Steps (each skipped when its output exists, so the script can be re-run and resumed):
+  1. data    render an Ultralytics YOLO-seg dataset with the `scenes` package
+             (train and val seeds are disjoint; held-out eval clips use a third range)
+  2. train   YOLO("yolo11n-seg.yaml"), pretrained=False, on the CPU, rect batches at
+             imgsz 640 (720p frames become 384x640), checkpoints every epoch
+  3. export  best.pt -> static ONNX at 384x640 with metadata (names, imgsz) -> models/
+
+Needs the `[train]` extra (torch, ultralytics). Nothing is downloaded: no pretrained
+weights, AMP check off (CPU), plots off, font download disabled.
+
+  python scripts/train_demo_model.py                 # everything
+  python scripts/train_demo_model.py --resume        # continue from runs/demo/train/weights/last.pt
+  python scripts/train_demo_model.py --init runs/demo/train/weights/best.pt --name stage2 --time-h 1.5
+                                                     # a further stage of training from our own weights
+  python scripts/train_demo_model.py --export-only   # export best.pt again (then evaluate)
+  python scripts/train_demo_model.py --eval-only     # mAP of models/maskwatch-demo-seg.onnx on held-out clips
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+os.environ.setdefault("YOLO_OFFLINE", "1")
+os.environ.setdefault("YOLO_AUTOINSTALL", "false")
+
+
+def _no_downloads() -> None:
+    """Ultralytics fetches a font when it checks a dataset; keep it offline."""
+    import ultralytics.data.utils as du
+    import ultralytics.utils.checks as uc
+    from ultralytics import settings
+
+    settings.update({"sync": False})
+    uc.check_font = lambda *a, **k: None
+    du.check_font = lambda *a, **k: None
+
+
+def build_data(args) -> Path:
+    data_yaml = Path(args.data_dir) / "data.yaml"
+    if data_yaml.exists() and not args.rebuild_data:
+        print(f"data: using {data_yaml}", flush=True)
+        return data_yaml
+    from scenes.dataset import export_dataset
+
+    t0 = time.time()
+    data_yaml = export_dataset(
+        args.data_dir,
+        ["site", "pitch"],
+        args.images,
+        seed_base=args.seed_base,
+        val_fraction=args.val_fraction,
+        frames_per_seed=3,
+        workers=args.workers,
+        scene_weights=[0.6, 0.4],
+        log=lambda m: print(m, flush=True),
+    )
+    print(f"data: {args.images} images in {time.time() - t0:.0f} s", flush=True)
+    return data_yaml
+
+
+def train(args, data_yaml: Path) -> Path:
+    import torch
+    from ultralytics import YOLO
+
+    torch.set_num_threads(args.threads)
+    run_dir = Path(args.project) / args.name
+    last = run_dir / "weights" / "last.pt"
+    if args.resume:
+        if not last.exists():
+            sys.exit(f"--resume: no checkpoint at {last}")
+        YOLO(str(last)).train(resume=True)
+    else:
+        # --init: a further stage that starts from our own checkpoint (still nothing downloaded)
+        model = YOLO(str(args.init)) if args.init else YOLO("yolo11n-seg.yaml")
+        model.train(
+            data=str(data_yaml),
+            pretrained=False,
+            epochs=args.epochs,
+            time=args.time_h or None,
+            imgsz=args.imgsz,
+            rect=True,
+            batch=args.batch,
+            nbs=args.batch,  # one optimizer step per batch: few steps fit a CPU budget
+            workers=args.workers,
+            device=args.device,
+            amp=False,
+            plots=False,
+            cache="ram",
+            project=str(Path(args.project).resolve()),
+            name=args.name,
+            exist_ok=True,
+            save_period=1,
+            patience=100,
+            warmup_epochs=1.0,
+            close_mosaic=0,
+            scale=0.3,
+            translate=0.1,
+            degrees=0.0,
+            fliplr=0.5,
+            seed=0,
+            verbose=True,
+        )
+    return run_dir / "weights" / "best.pt"
+
+
+def export(args, weights: Path) -> Path:
+    from ultralytics import YOLO
+
+    h, w = (int(v) for v in args.export_imgsz.split(","))
+    model = YOLO(str(weights))
+    onnx = Path(model.export(format="onnx", imgsz=[h, w], dynamic=False, simplify=True, half=False, batch=1))
+    dest = ROOT / "models" / args.model_name
+    dest.parent.mkdir(exist_ok=True)
+    shutil.copyfile(onnx, dest)
+    size_mb = dest.stat().st_size / 1e6
+    print(f"export: {dest} ({size_mb:.1f} MB)", flush=True)
+    if size_mb > 15:
+        sys.exit(f"export: {dest} is {size_mb:.1f} MB, over the 15 MB budget")
+    return dest
+
+
+def heldout_eval(args, model: Path) -> int:
+    """mAP on held-out clips (seeds from EVAL_SEED_OFFSET, never trained or validated on),
+    run through `engines` like maskwatch itself (`maskwatch eval masks` does the same)."""
+    import json
+
+    from scenes.clip import write_clip
+    from scenes.dataset import EVAL_SEED_OFFSET
+    from scenes.eval import evaluate, format_table
+
+    try:
+        import av  # noqa: F401
+
+        video = True
+    except ImportError:  # the eval re-renders frames from gt.json instead of decoding H.264
+        video = False
+    d = Path(args.project) / "heldout"
+    for scene in ("site", "pitch"):
+        for k in (1, 2, 3):
+            out = d / f"{scene}_{EVAL_SEED_OFFSET + k}"
+            if not (out / "gt.json").exists():
+                write_clip(scene, EVAL_SEED_OFFSET + k, 12.0, out, fps=5, video=video)
+    res = evaluate(model, d, threads=args.threads, log=lambda m: print(m, flush=True))
+    print(format_table(res), flush=True)
+    (d / "results.json").write_text(json.dumps(res, indent=1) + "\n")
+    print(f"eval: results in {d / 'results.json'}", flush=True)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data-dir", default=str(ROOT / "runs" / "demo" / "dataset"))
+    p.add_argument("--images", type=int, default=2400, help="train + val images to render")
+    p.add_argument("--val-fraction", type=float, default=0.08)
+    p.add_argument("--seed-base", type=int, default=0)
+    p.add_argument("--rebuild-data", action="store_true")
+    p.add_argument("--project", default=str(ROOT / "runs" / "demo"))
+    p.add_argument("--name", default="train")
+    p.add_argument("--epochs", type=int, default=40)
+    p.add_argument("--time-h", type=float, default=1.3, help="wall-clock budget in hours (0: use --epochs)")
+    p.add_argument("--imgsz", type=int, default=640)
+    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--device", default="cpu", help="cpu, or 0 for the first CUDA GPU")
+    p.add_argument("--resume", action="store_true")
+    p.add_argument("--init", default=None, help="start a new run (use a new --name) from this checkpoint")
+    p.add_argument("--export-only", action="store_true")
+    p.add_argument("--weights", default=None, help="checkpoint to export (default: the run's best.pt)")
+    p.add_argument("--export-imgsz", default="384,640", help="ONNX input h,w")
+    p.add_argument("--model-name", default="maskwatch-demo-seg.onnx")
+    p.add_argument("--eval-only", action="store_true", help="only evaluate models/<model-name> on held-out clips")
+    p.add_argument("--no-eval", action="store_true", help="skip the held-out evaluation after export")
+    args = p.parse_args(argv)
+
+    if args.eval_only:
+        return heldout_eval(args, ROOT / "models" / args.model_name)
+
+    _no_downloads()
+    if args.export_only:
+        weights = Path(args.weights) if args.weights else Path(args.project) / args.name / "weights" / "best.pt"
+    else:
+        data_yaml = build_data(args)
+        t0 = time.time()
+        weights = train(args, data_yaml)
+        print(f"train: {(time.time() - t0) / 60:.1f} min", flush=True)
+    dest = export(args, weights)
+    if not args.no_eval:
+        heldout_eval(args, dest)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
