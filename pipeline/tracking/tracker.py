@@ -72,15 +72,42 @@ def mask_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.where(union > 0, inter / np.maximum(union, 1e-9), 0.0)
 
 
-def shift_masks(masks: np.ndarray, dxy: np.ndarray) -> np.ndarray:
-    """Translate each mask (m, h, w) by integer offsets dxy (m, 2); pixels shifted out are lost."""
-    out = np.zeros_like(masks)
-    h, w = masks.shape[1:]
-    for j, (dx, dy) in enumerate(np.rint(dxy).astype(int)):
-        if abs(dx) >= w or abs(dy) >= h:
-            continue
-        out[j, max(dy, 0):h + min(dy, 0), max(dx, 0):w + min(dx, 0)] = \
-            masks[j, max(-dy, 0):h + min(-dy, 0), max(-dx, 0):w + min(-dx, 0)]
+def mask_boxes(masks: np.ndarray) -> np.ndarray:
+    """Tight boxes (n, 4) x0, y0, x1, y1 (exclusive) of boolean masks in mask space; empty masks get 0-size boxes."""
+    n = len(masks)
+    if n == 0:
+        return np.zeros((0, 4), np.int64)
+    rows = masks.any(axis=2)
+    cols = masks.any(axis=1)
+    has = rows.any(axis=1)
+    y0 = rows.argmax(axis=1)
+    y1 = rows.shape[1] - rows[:, ::-1].argmax(axis=1)
+    x0 = cols.argmax(axis=1)
+    x1 = cols.shape[1] - cols[:, ::-1].argmax(axis=1)
+    return np.where(has[:, None], np.stack([x0, y0, x1, y1], axis=1), 0)
+
+
+def shifted_mask_iou(a: np.ndarray, a_box: np.ndarray, a_area: np.ndarray,
+                     b: np.ndarray, b_box: np.ndarray, b_area: np.ndarray, shift: np.ndarray) -> np.ndarray:
+    """IoU (n, m) of masks ``a`` with masks ``b`` translated by integer ``shift`` (m, 2).
+
+    Only pairs whose tight boxes meet are counted, each on the boxes' intersection, so
+    the cost follows the objects' size and overlaps, not the mask-space size.
+    """
+    out = np.zeros((len(a), len(b)))
+    if len(a) == 0 or len(b) == 0:
+        return out
+    bb = b_box + np.concatenate([shift, shift], axis=1)
+    x0 = np.maximum(a_box[:, None, 0], bb[None, :, 0])
+    y0 = np.maximum(a_box[:, None, 1], bb[None, :, 1])
+    x1 = np.minimum(a_box[:, None, 2], bb[None, :, 2])
+    y1 = np.minimum(a_box[:, None, 3], bb[None, :, 3])
+    for i, j in zip(*np.nonzero((x1 > x0) & (y1 > y0))):
+        dx, dy = shift[j]
+        ys, ye, xs, xe = y0[i, j], y1[i, j], x0[i, j], x1[i, j]
+        inter = np.count_nonzero(a[i, ys:ye, xs:xe] & b[j, ys - dy:ye - dy, xs - dx:xe - dx])
+        union = a_area[i] + b_area[j] - inter
+        out[i, j] = inter / union if union > 0 else 0.0
     return out
 
 
@@ -101,6 +128,8 @@ class MaskTracker:
         self.cov = np.zeros((0, 8, 8))
         self.last_box = np.zeros((0, 4))  # cxcywh at the last match
         self.masks = np.zeros((0, *mask_hw), bool)
+        self.mask_box = np.zeros((0, 4), np.int64)
+        self.mask_area = np.zeros(0, np.int64)
         self.hits = np.zeros(0, np.int64)
         self.confirmed = np.zeros(0, bool)
         self.first_seen = np.zeros(0)
@@ -117,18 +146,20 @@ class MaskTracker:
         return self.votes.argmax(axis=1) if len(self.ids) else np.zeros(0, np.int64)
 
     def _keep(self, keep: np.ndarray) -> None:
-        for name in ("ids", "mean", "cov", "last_box", "masks", "hits", "confirmed", "first_seen", "last_seen",
+        for name in ("ids", "mean", "cov", "last_box", "masks", "mask_box", "mask_area", "hits", "confirmed", "first_seen", "last_seen",
                      "votes", "anchor", "anchor_t"):
             setattr(self, name, getattr(self, name)[keep])
 
-    def _similarity(self, dets: Detections, idx: np.ndarray, tracks: np.ndarray, scale: tuple[float, float]):
+    def _similarity(self, dets: Detections, idx: np.ndarray, tracks: np.ndarray, scale: tuple[float, float],
+                    det_box: np.ndarray | None, det_area: np.ndarray | None):
         if len(idx) == 0 or len(tracks) == 0:
             return np.zeros((len(idx), len(tracks)))
         pred_xyxy = _cxcywh_to_xyxy(self.mean[tracks, :4])
         sim = box_iou(dets.xyxy[idx].astype(np.float64), pred_xyxy)
-        if dets.masks is not None and self.masks.shape[1:] == dets.masks.shape[1:]:
-            disp = (self.mean[tracks, :2] - self.last_box[tracks, :2]) / np.array(scale)
-            miou = mask_iou(dets.masks[idx], shift_masks(self.masks[tracks], disp))
+        if det_box is not None and self.masks.shape[1:] == dets.masks.shape[1:]:
+            shift = np.rint((self.mean[tracks, :2] - self.last_box[tracks, :2]) / np.array(scale)).astype(np.int64)
+            miou = shifted_mask_iou(dets.masks[idx], det_box[idx], det_area[idx], self.masks[tracks],
+                                    self.mask_box[tracks], self.mask_area[tracks], shift)
             sim = self.p.mask_weight * miou + (1 - self.p.mask_weight) * sim
         cls = self.track_class[tracks]
         sim = sim - self.p.class_penalty * (dets.class_id[idx][:, None] != cls[None, :])
@@ -156,14 +187,18 @@ class MaskTracker:
         scale = dets.mask_space.scale_xy if dets.mask_space is not None else (1.0, 1.0)
 
         conf = dets.confidence
+        det_box = det_area = None
+        if dets.masks is not None:
+            det_box = mask_boxes(dets.masks)
+            det_area = dets.masks.sum(axis=(1, 2))
         high = np.flatnonzero(conf >= p.high_conf)
         low = np.flatnonzero((conf >= p.low_conf) & (conf < p.high_conf))
         all_tracks = np.arange(len(self.ids))
         det_to_track: dict[int, int] = {}
-        for r, c in self._assign(self._similarity(dets, high, all_tracks, scale), p.min_similarity):
+        for r, c in self._assign(self._similarity(dets, high, all_tracks, scale, det_box, det_area), p.min_similarity):
             det_to_track[int(high[r])] = int(all_tracks[c])
         left = np.array([t for t in all_tracks if self.confirmed[t] and t not in det_to_track.values()], np.int64)
-        for r, c in self._assign(self._similarity(dets, low, left, scale), p.min_similarity_low):
+        for r, c in self._assign(self._similarity(dets, low, left, scale, det_box, det_area), p.min_similarity_low):
             det_to_track[int(low[r])] = int(left[c])
 
         # matched tracks: correct the filter, take the new mask, vote the class
@@ -175,6 +210,8 @@ class MaskTracker:
             self.last_box[t_idx] = self.mean[t_idx, :4]
             if dets.masks is not None:
                 self.masks[t_idx] = dets.masks[d_idx]
+                self.mask_box[t_idx] = det_box[d_idx]
+                self.mask_area[t_idx] = det_area[d_idx]
             self.hits[t_idx] += 1
             self.last_seen[t_idx] = pts_s
             self._vote(t_idx, dets.class_id[d_idx], conf[d_idx])
@@ -226,6 +263,8 @@ class MaskTracker:
         self.last_box = np.concatenate([self.last_box, z])
         masks = dets.masks[d_idx] if dets.masks is not None else np.zeros((n, *self.masks.shape[1:]), bool)
         self.masks = np.concatenate([self.masks, masks])
+        self.mask_box = np.concatenate([self.mask_box, mask_boxes(masks)])
+        self.mask_area = np.concatenate([self.mask_area, masks.sum(axis=(1, 2))])
         self.hits = np.concatenate([self.hits, np.ones(n, np.int64)])
         self.confirmed = np.concatenate([self.confirmed, np.full(n, confirmed)])
         self.first_seen = np.concatenate([self.first_seen, np.full(n, pts_s)])

@@ -1,0 +1,59 @@
+"""Tracker speed: ms per frame for N moving objects in a mask space of S x S.
+
+    .venv/bin/python scripts/bench_tracker.py [--objects 20] [--size 80] [--frames 300] [--repeats 3]
+
+Median and p95 of MaskTracker.update over every frame after the first 20, all repeats.
+Target (issue 5): <= 1 ms per frame for 20 objects at 80x80 on a 2-core CPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+
+import pipeline  # noqa: F401  (single-threaded BLAS before numpy work)
+from engines.results import Detections, MaskSpace
+from pipeline.tracking import MaskTracker
+
+
+def scene(objects: int, size: int, frames: int, seed: int = 0) -> list[Detections]:
+    rng = np.random.default_rng(seed)
+    ms = MaskSpace((size, size), (size * 4, size * 4))
+    pos = rng.uniform(size * 0.1, size * 0.9, (objects, 2))
+    vel = rng.uniform(-0.5, 0.5, (objects, 2))
+    yy, xx = np.mgrid[:size, :size]
+    out = []
+    for _ in range(frames):
+        pos += vel
+        vel[(pos < 4) | (pos > size - 4)] *= -1
+        masks = np.stack([(xx - p[0]) ** 2 + (yy - p[1]) ** 2 <= 16 for p in pos])
+        boxes = np.stack([[(p[0] - 4) * 4, (p[1] - 4) * 4, (p[0] + 4) * 4, (p[1] + 4) * 4] for p in pos])
+        out.append(Detections(boxes, np.full(objects, 0.9), np.arange(objects) % 3, masks, ms))
+    return out
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--objects", type=int, default=20)
+    p.add_argument("--size", type=int, default=80)
+    p.add_argument("--frames", type=int, default=300)
+    p.add_argument("--repeats", type=int, default=3)
+    a = p.parse_args()
+    frames = scene(a.objects, a.size, a.frames)
+    times = []
+    for _ in range(a.repeats):
+        t = MaskTracker()
+        for k, d in enumerate(frames):
+            t0 = time.perf_counter()
+            t.update(d, k / 15)
+            if k >= 20:
+                times.append(time.perf_counter() - t0)
+    ms = np.array(times) * 1000
+    print(f"MaskTracker, {a.objects} objects, mask space {a.size}x{a.size}: "
+          f"median {np.median(ms):.3f} ms, p95 {np.percentile(ms, 95):.3f} ms per frame ({len(ms)} frames)")
+
+
+if __name__ == "__main__":
+    main()
