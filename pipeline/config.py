@@ -6,6 +6,7 @@ Relative paths resolve against the config file's folder. Every error becomes one
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from typing import Literal
@@ -16,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from zones.errors import ConfigError, from_validation_error
 
 URL_RE = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
+ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
 def is_url(source: str) -> bool:
@@ -43,9 +45,42 @@ class ModelConfig(_Strict):
 class CameraConfig(_Strict):
     id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$",
                     description="Camera id: letters, digits, '-' and '_' (used in topics and file names).")
-    source: str = Field(min_length=1, description="Video file path or rtsp:// / http(s):// URL.")
+    source: str = Field(min_length=1, description="Video file path, or rtsp:// / http(s):// URL of a live camera; "
+                                                  "${NAME} is the environment variable NAME (for passwords).")
     zones: Path | None = Field(None, description="Zone file (YAML) for this camera.")
     max_fps: float | None = Field(None, gt=0, le=240, description="Analyse at most this many frames/s (skips evenly by pts).")
+    decoder: Literal["cpu", "cuda"] = Field(
+        "cpu", description="cpu, or cuda: hardware decode through PyAV's hwaccel (falls back to cpu with a log line).")
+    # live sources (URLs) only:
+    rtsp_transport: Literal["tcp", "udp"] = Field("tcp", description="RTSP transport (tcp survives lossy links).")
+    open_timeout_s: float = Field(10.0, gt=0, le=300, description="Connect and probe a live source within this.")
+    read_timeout_s: float = Field(5.0, gt=0, le=300, description="Socket I/O timeout of a live source (one read).")
+    stall_timeout_s: float = Field(10.0, ge=0.5, le=3600,
+                                   description="Watchdog: reconnect a live source that yields no frame for this long "
+                                               "(wall clock, even while a read blocks).")
+    reconnect_min_s: float = Field(1.0, ge=0.1, le=60, description="First reconnect delay; doubles after each failure.")
+    reconnect_max_s: float = Field(30.0, ge=0.1, le=3600, description="Longest reconnect delay (seconds).")
+    reconnect_reset_s: float = Field(60.0, gt=0, le=86400,
+                                     description="A connection that delivered frames this long resets the delay to "
+                                                 "reconnect_min_s.")
+
+    @field_validator("source")
+    @classmethod
+    def _expand_env(cls, source: str) -> str:
+        """``${NAME}`` in a source is the environment variable NAME (keeps passwords out of config files)."""
+        def sub(m: re.Match) -> str:
+            if m.group(1) not in os.environ:
+                raise ValueError(f"environment variable {m.group(1)} is not set (the source uses ${{{m.group(1)}}})")
+            return os.environ[m.group(1)]
+
+        return ENV_REF.sub(sub, source)
+
+    @model_validator(mode="after")
+    def _reconnect_bounds(self) -> "CameraConfig":
+        if self.reconnect_max_s < self.reconnect_min_s:
+            raise ValueError(f"reconnect_max_s: must be >= reconnect_min_s ({self.reconnect_min_s}), "
+                             f"got {self.reconnect_max_s}")
+        return self
 
 
 class TrackerConfig(_Strict):
@@ -66,15 +101,100 @@ class TrackerConfig(_Strict):
                              mask_weight=self.mask_weight)
 
 
+class MqttTlsConfig(_Strict):
+    ca_file: Path | None = Field(None, description="CA certificate(s) (PEM) the broker's certificate must chain to; "
+                                                   "default: the system's trusted CAs.")
+    cert_file: Path | None = Field(None, description="Client certificate (PEM) for brokers that require one.")
+    key_file: Path | None = Field(None, description="Private key (PEM) of cert_file; omit when cert_file holds both.")
+    insecure: bool = Field(False, description="Skip the check that the broker's certificate names `host` "
+                                             "(the chain is still verified). Only for testing.")
+
+    @model_validator(mode="after")
+    def _key_needs_cert(self) -> "MqttTlsConfig":
+        if self.key_file is not None and self.cert_file is None:
+            raise ValueError("key_file: needs cert_file (the client certificate it belongs to)")
+        return self
+
+
+class MqttConfig(_Strict):
+    host: str = Field(min_length=1, max_length=253, pattern=r"^[A-Za-z0-9.:_\[\]-]+$",
+                      description="Broker host name or IP address (not a URL).")
+    port: int | None = Field(None, ge=1, le=65535, description="Broker port; default 1883, or 8883 with tls.")
+    topic_prefix: str = Field("maskwatch", min_length=1, max_length=128, pattern=r"^[^/#+\s]([^#+\s]*[^/#+\s])?$",
+                              description="First topic level(s): <prefix>/<camera>/alerts, <prefix>/status, ... "
+                                          "(no wildcards, no leading or trailing '/').")
+    qos: Literal[0, 1, 2] = Field(1, description="QoS of alert messages; an alert leaves the outbox on PUBACK "
+                                                 "(QoS 1) / PUBCOMP (QoS 2), or once written (QoS 0: may be lost).")
+    client_id: str | None = Field(None, min_length=1, max_length=128,
+                                  description="MQTT client id; default maskwatch-<host name>-<random>.")
+    username: str | None = Field(None, min_length=1, description="User name for the broker.")
+    password_env: str | None = Field(None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+                                     description="Name of the environment variable that holds the password "
+                                                 "(the password itself is never in the config).")
+    tls: MqttTlsConfig | None = Field(None, description="Connect with TLS (omit for plain TCP).")
+    clean_start: bool = Field(True, description="Start a new broker session on every connect (False keeps the "
+                                                "session across reconnects; needs client_id).")
+    keepalive_s: int = Field(30, ge=5, le=3600, description="Keep-alive interval (seconds).")
+    reconnect_min_s: int = Field(1, ge=1, le=60, description="First reconnect delay; doubles after each failure.")
+    reconnect_max_s: int = Field(30, ge=1, le=3600, description="Longest reconnect delay (seconds).")
+    max_inflight: int = Field(100, ge=1, le=1000,
+                              description="Alerts published and not yet acknowledged at most (the rest wait in the outbox).")
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> "MqttConfig":
+        if self.password_env is not None and self.username is None:
+            raise ValueError("password_env: needs username")
+        if not self.clean_start and self.client_id is None:
+            raise ValueError("clean_start: false needs a fixed client_id (the broker keys the session by it)")
+        if self.reconnect_max_s < self.reconnect_min_s:
+            raise ValueError(f"reconnect_max_s: must be >= reconnect_min_s ({self.reconnect_min_s}), "
+                             f"got {self.reconnect_max_s}")
+        return self
+
+    @property
+    def effective_port(self) -> int:
+        return self.port if self.port is not None else (8883 if self.tls is not None else 1883)
+
+
+class SnapshotsConfig(_Strict):
+    dir: Path = Field(description="Folder for JPEG snapshots (<dir>/<camera>/<alert id>.jpg).")
+    publish: bool = Field(False, description="Also publish each snapshot to <prefix>/<camera>/alerts/<id>/snapshot "
+                                             "(needs mqtt; best effort, not through the outbox).")
+    jpeg_quality: int = Field(85, ge=10, le=100, description="JPEG quality.")
+    ring_slots: int = Field(8, ge=1, le=256, description="Snapshots waiting to be drawn at most; the oldest is "
+                                                         "dropped (and counted) when full.")
+
+
 class AlertsConfig(_Strict):
     jsonl: Path | None = Field(None, description="Append delivered alerts to this JSON Lines file.")
     outbox: Path = Field(Path("var/outbox.sqlite"), description="Durable outbox (SQLite) alerts pass through.")
+    outbox_max_rows: int = Field(100_000, ge=10, le=100_000_000,
+                                 description="Most undelivered alerts kept; when full the oldest 'update' alerts "
+                                             "are dropped first, 'start'/'end' only when no 'update' is left "
+                                             "(counted and logged).")
+    outbox_max_age_s: float | None = Field(None, gt=0, le=31_536_000,
+                                           description="Drop undelivered alerts older than this (seconds; counted "
+                                                       "and logged); default: no age limit.")
+    mqtt: MqttConfig | None = Field(None, description="Publish alerts, status and occupancy to an MQTT broker.")
+    snapshots: SnapshotsConfig | None = Field(None, description="JPEG of the frame at each alert start.")
+
+    @model_validator(mode="after")
+    def _snapshot_publish_needs_mqtt(self) -> "AlertsConfig":
+        if self.snapshots is not None and self.snapshots.publish and self.mqtt is None:
+            raise ValueError("snapshots.publish: needs alerts.mqtt")
+        return self
 
 
 class PipelineConfig(_Strict):
     frame_ring_slots: int = Field(4, ge=1, le=1024, description="Slots of each camera's frame ring.")
     detection_ring_slots: int = Field(8, ge=1, le=1024, description="Slots of each camera's detection ring.")
     shutdown_timeout_s: float = Field(5.0, gt=0, le=300, description="Bound on joining threads at shutdown.")
+    batch: int | None = Field(None, ge=1, le=64,
+                              description="Frames per inference call at most, gathered across cameras (fair: one "
+                                          "per camera per pass); default: the number of cameras.")
+    batch_timeout_ms: float = Field(0.0, ge=0, le=1000,
+                                    description="Wait this long after a batch's first frame for more (0: run what "
+                                                "is there now).")
 
 
 class Config(_Strict):
@@ -113,6 +233,13 @@ class Config(_Strict):
             cam.zones = r(cam.zones) or cam.zones
         self.alerts.jsonl = r(self.alerts.jsonl) or self.alerts.jsonl
         self.alerts.outbox = r(self.alerts.outbox) or self.alerts.outbox
+        if self.alerts.snapshots is not None:
+            self.alerts.snapshots.dir = r(self.alerts.snapshots.dir) or self.alerts.snapshots.dir
+        tls = self.alerts.mqtt.tls if self.alerts.mqtt is not None else None
+        if tls is not None:
+            tls.ca_file = r(tls.ca_file) or tls.ca_file
+            tls.cert_file = r(tls.cert_file) or tls.cert_file
+            tls.key_file = r(tls.key_file) or tls.key_file
         return self
 
 
@@ -155,3 +282,12 @@ def check_files(cfg: Config, file: str | Path | None = None) -> None:
             raise ConfigError(file, f"cameras[{i}].source", f"video file not found: {cam.source}")
         if cam.zones is not None and not cam.zones.is_file():
             raise ConfigError(file, f"cameras[{i}].zones", f"zone file not found: {cam.zones}")
+    mqtt = cfg.alerts.mqtt
+    if mqtt is not None:
+        if mqtt.password_env is not None and mqtt.password_env not in os.environ:
+            raise ConfigError(file, "alerts.mqtt.password_env",
+                              f"environment variable {mqtt.password_env} is not set (it should hold the broker password)")
+        for name in ("ca_file", "cert_file", "key_file"):
+            p = getattr(mqtt.tls, name) if mqtt.tls is not None else None
+            if p is not None and not p.is_file():
+                raise ConfigError(file, f"alerts.mqtt.tls.{name}", f"file not found: {p}")

@@ -1,8 +1,9 @@
 """Stages as threads joined by rings, with one stop event and an ordered shutdown.
 
     camera:<id>/source   -> FrameRing[id]  ->  inference  -> DetectionRing[id]
-    -> camera:<id>/analytics -> Outbox -> publisher -> sinks
+    -> camera:<id>/analytics -> Outbox -> publisher -> sinks (JSONL, MQTT)
                              \\-> VideoRing[id] -> camera:<id>/video   (side path, --save-video)
+                             \\-> snapshot ring -> snapshots            (side path, alerts.snapshots)
 
 Shutdown (end of all sources, SIGINT, SIGTERM): sources stop and close their rings;
 each later stage ends when its input ring is closed and drained, so analytics drain,
@@ -16,6 +17,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,11 +28,13 @@ from zones import ZoneEngine
 
 from .config import Config
 from .draw import VideoWriter, annotate
+from .mqtt import MqttSink
 from .outbox import Outbox
 from .redact import redact_url
 from .ring import Ring, RingClosed
-from .sinks import JsonlSink, Sink
-from .sources import SourceError, VideoSource
+from .sinks import JsonlSink, Publisher, Sink
+from .snapshots import SnapshotWriter
+from .sources import LiveRunner, SourceError, SourceOptions, VideoSource
 from .tracking import MaskTracker
 from .types import Detections, Frame
 from .zonewatch import ZoneFileWatcher
@@ -47,6 +51,8 @@ class CameraStats:
     alerts: int = 0
     video_frames: int = 0
     total_frames: int | None = None
+    # seconds from a frame's arrival to its zone decision (bounded: the latest 10k frames)
+    latency_s: deque = field(default_factory=lambda: deque(maxlen=10_000))
 
 
 @dataclass
@@ -69,6 +75,7 @@ class _Camera:
     zones_path: Path | None
     video: Ring | None = None
     stats: CameraStats = field(default_factory=CameraStats)
+    live: LiveRunner | None = None  # set while a live camera's source stage runs
 
 
 class Pipeline:
@@ -85,16 +92,28 @@ class Pipeline:
         self.abort = threading.Event()  # error or second signal: everyone leaves now
         self.analytics_done = threading.Event()
         self.failure: StageFailure | None = None
+        self.run_id = np.base_repr(int(time.time() * 1000), 36).lower()  # keeps alert ids unique across restarts
         self._failure_lock = threading.Lock()
         self._wake = threading.Event()  # a frame is waiting for inference
-        self.outbox = Outbox(cfg.alerts.outbox)
+        alerts = cfg.alerts
         if sinks is None:
-            sinks = [JsonlSink(cfg.alerts.jsonl)] if cfg.alerts.jsonl else []
+            sinks = [MqttSink(alerts.mqtt)] if alerts.mqtt is not None else []  # first: a config error opens nothing
+            if alerts.jsonl:
+                sinks.insert(0, JsonlSink(alerts.jsonl))
         self.sinks = sinks
+        self.mqtt: MqttSink | None = next((s for s in sinks if isinstance(s, MqttSink)), None)
+        self.outbox = Outbox(alerts.outbox, max_rows=alerts.outbox_max_rows, max_age_s=alerts.outbox_max_age_s)
+        self.publisher = Publisher(self.outbox, self.sinks)
+        self.snapshots: SnapshotWriter | None = None
+        if alerts.snapshots is not None:
+            publish = self.mqtt.publish_snapshot if alerts.snapshots.publish and self.mqtt is not None else None
+            self.snapshots = SnapshotWriter(alerts.snapshots, self.names, publish)
+        keep_image = save_video is not None or self.snapshots is not None
         self.cameras: list[_Camera] = []
         slots = cfg.pipeline
         for cam in cfg.cameras:
-            src = VideoSource(cam.id, cam.source, segmenter.input_hw, cam.max_fps, keep_image=save_video is not None)
+            src = VideoSource(cam.id, cam.source, segmenter.input_hw, cam.max_fps, keep_image=keep_image,
+                              options=SourceOptions.from_config(cam))
             policy = "drop_oldest" if src.live else "block"
             c = _Camera(
                 cam.id, src,
@@ -106,6 +125,18 @@ class Pipeline:
                 c.video = Ring(16, policy, f"{cam.id}/video")
             self.cameras.append(c)
         self.threads: list[threading.Thread] = []
+        # camera status: True while frames flow; every change is logged, kept in camera_events and passed to
+        # each on_camera_status hook as hook(camera_id, online) (e.g. an MQTT sink's publish_camera_status)
+        self.camera_status: dict[str, bool] = {c.id: False for c in self.cameras}
+        self.camera_events: deque[tuple[float, str, bool]] = deque(maxlen=1000)  # (epoch s, camera, online)
+        self.on_camera_status: list[Callable[[str, bool], None]] = []
+        if self.mqtt is not None:  # retained <prefix>/<camera>/status
+            self.on_camera_status.append(self.mqtt.publish_camera_status)
+        self._status_known: set[str] = set()
+        self._status_lock = threading.Lock()
+        n_cams = len(self.cameras)
+        self.batch = slots.batch or max(1, min(n_cams, 64))
+        self.batch_timeout_s = slots.batch_timeout_ms / 1000.0
 
     # -- helpers ------------------------------------------------------------------------
     def _fail(self, camera: str | None, stage: str, exc: BaseException) -> None:
@@ -135,6 +166,22 @@ class Pipeline:
         self.threads.append(t)
         return t
 
+    def set_camera_status(self, camera: str, online: bool) -> None:
+        """Record a camera going online / offline and tell the hooks (only on a change, and the first report)."""
+        with self._status_lock:
+            if camera in self._status_known and self.camera_status.get(camera) == online:
+                return
+            self._status_known.add(camera)
+            self.camera_status[camera] = online
+            self.camera_events.append((time.time(), camera, online))
+            hooks = list(self.on_camera_status)
+        log.log(logging.INFO if online else logging.WARNING, "camera %s: %s", camera, "online" if online else "offline")
+        for hook in hooks:
+            try:
+                hook(camera, online)
+            except Exception as exc:  # noqa: BLE001 - a status consumer must not stop a camera
+                log.warning("camera %s: status hook %r failed: %s", camera, hook, exc)
+
     def _put(self, ring: Ring, item) -> bool:
         """Put, re-checking abort; False when the run is aborting."""
         while not self.abort.is_set():
@@ -144,12 +191,18 @@ class Pipeline:
 
     # -- stages -------------------------------------------------------------------------
     def _source(self, c: _Camera) -> None:
+        if c.source.live:
+            return self._live_source(c)
+        online = False
         try:
             c.source.open()
             c.stats.total_frames = c.source.total_frames
             if self.max_frames is not None and c.stats.total_frames:
                 c.stats.total_frames = min(c.stats.total_frames, self.max_frames)
             for frame in c.source.frames(self.stop):
+                if not online:
+                    online = True
+                    self.set_camera_status(c.id, True)
                 if not self._put(c.frames, frame):
                     return
                 c.stats.decoded += 1
@@ -158,33 +211,86 @@ class Pipeline:
                     break
                 if self.stop.is_set():
                     break
-        except SourceError as exc:
+        except SourceError as exc:  # files are not retried: the run fails, naming camera and stage
             raise SourceError(str(exc)) from None
         finally:
             c.source.close()
             c.frames.close()
             self._wake.set()
+            self.set_camera_status(c.id, False)
+
+    def _live_source(self, c: _Camera) -> None:
+        """A live camera: reconnects forever (backoff, watchdog) until the run stops; never fails the run."""
+        done = threading.Event()  # --max-frames reached
+
+        def emit(frame: Frame) -> None:
+            if done.is_set():
+                return
+            try:
+                c.frames.put(frame, timeout=0)  # drop_oldest: never blocks, counts drops
+            except RingClosed:
+                return
+            c.stats.decoded += 1
+            self._wake.set()
+            if self.max_frames is not None and c.stats.decoded >= self.max_frames:
+                done.set()
+
+        c.live = LiveRunner(c.source, emit, lambda online: self.set_camera_status(c.id, online),
+                            should_stop=lambda: done.is_set() or self.stop.is_set() or self.abort.is_set())
+        try:
+            c.live.run()
+        finally:
+            c.frames.close()
+            self._wake.set()
+            self.set_camera_status(c.id, False)
+
+    def _gather(self, open_cams: list[_Camera], start: int, finished: list[_Camera]) -> list[tuple[_Camera, Frame]]:
+        """Up to ``self.batch`` frames, one per camera per pass starting at camera ``start`` (fair: a fast camera
+        cannot crowd out the others), waiting up to ``batch_timeout_ms`` after the first frame for more.
+        Cameras whose frame ring is closed and drained move from ``open_cams`` to ``finished``."""
+        batch: list[tuple[_Camera, Frame]] = []
+        deadline: float | None = None
+        while open_cams and len(batch) < self.batch and not self.abort.is_set():
+            got = False
+            n = len(open_cams)
+            for k in range(n):
+                if len(batch) >= self.batch:
+                    break
+                c = open_cams[(start + k) % n]
+                try:
+                    frame = c.frames.get_nowait()
+                except RingClosed:
+                    continue
+                if frame is not None:
+                    batch.append((c, frame))
+                    got = True
+            for c in [c for c in open_cams if c.frames.drained]:
+                open_cams.remove(c)
+                finished.append(c)
+            if got:
+                if deadline is None:
+                    deadline = time.monotonic() + self.batch_timeout_s
+                continue  # another pass: frames may be waiting
+            if not batch:
+                return batch  # nothing at all: the caller waits for a wake-up
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            self._wake.wait(min(left, POLL_S))
+            self._wake.clear()
+        return batch
 
     def _inference(self) -> None:
         open_cams = list(self.cameras)
         start = 0
         try:
             while open_cams and not self.abort.is_set():
-                batch: list[tuple[_Camera, Frame]] = []
-                # one frame per camera per round, starting where the last round stopped: fair across cameras
-                n = len(open_cams)
-                for k in range(n):
-                    c = open_cams[(start + k) % n]
-                    try:
-                        frame = c.frames.get_nowait()
-                    except RingClosed:
-                        c.detections.close()
-                        open_cams.remove(c)
-                        break  # the list changed; start the round again
-                    if frame is not None:
-                        batch.append((c, frame))
-                start += 1
+                finished: list[_Camera] = []
+                batch = self._gather(open_cams, start, finished)
+                start += 1  # round-robin: the next batch starts at the next camera
                 if not batch:
+                    for c in finished:
+                        c.detections.close()
                     self._wake.wait(POLL_S)
                     self._wake.clear()
                     continue
@@ -193,6 +299,8 @@ class Pipeline:
                     c.stats.inferred += 1
                     if not self._put(c.detections, (frame, dets)):
                         return
+                for c in finished:  # after their last frames: analytics drain and end
+                    c.detections.close()
         finally:
             for c in self.cameras:
                 c.detections.close()
@@ -216,7 +324,7 @@ class Pipeline:
                     raise ValueError("the segmenter returned no masks")
                 dets = tracker.update(dets, frame.pts_s)
                 if watcher is not None and engine is None:
-                    engine = ZoneEngine(watcher.current, c.id, frame.frame_wh, dets.mask_space.mask_wh)
+                    engine = ZoneEngine(watcher.current, c.id, frame.frame_wh, dets.mask_space.mask_wh, self.run_id)
                 if engine is not None:
                     events = []
                     reloaded = watcher.poll()
@@ -226,9 +334,21 @@ class Pipeline:
                     events += engine.update(frame.index, frame.pts_s, frame.wall_s, dets.tracker_id, names,
                                             dets.confidence, dets.xyxy, dets.masks, dets.data.get("stationary_s"))
                     for ev in events:
+                        if ev.type == "start" and self.snapshots is not None:
+                            ev.extra["snapshot"] = str(self.snapshots.path_for(ev))  # written a moment later
                         self.outbox.add(ev)  # durable before anything else sees it
                     c.stats.alerts += len(events)
+                    if self.mqtt is not None:  # retained per-zone counts; the sink sends only changes
+                        for zone_id, counts in engine.occupancy.items():
+                            self.mqtt.publish_occupancy(c.id, zone_id, counts)
+                    if self.snapshots is not None:  # side path: drawn and saved by the snapshots thread
+                        for ev in events:
+                            if ev.type == "start":
+                                poly = (np.array(engine.zone_file.polygon_px(ev.zone, frame.frame_wh))
+                                        if ev.zone is not None else None)
+                                self.snapshots.offer(frame, dets, ev, poly)
                 c.stats.analysed += 1
+                c.stats.latency_s.append(time.time() - frame.wall_s)
                 if c.video is not None:
                     active = set(engine.active_zones) if engine else set()
                     self._put(c.video, (frame, dets, active, engine.zone_file if engine else None))
@@ -266,19 +386,14 @@ class Pipeline:
                 writer.close()
 
     def _publisher(self) -> None:
-        while True:
-            rows = self.outbox.pending(256)
-            if rows:
-                acked = set(r for r, _ in rows)
-                for sink in self.sinks:
-                    acked &= set(sink.send(rows))
-                self.outbox.ack(sorted(acked))
-                if len(acked) < len(rows):
-                    time.sleep(POLL_S)  # a sink is behind; rows stay in the outbox
-                continue
-            if self.analytics_done.is_set() or self.abort.is_set():
-                return
-            self.outbox.wait(POLL_S)
+        # after the last alert, wait this long for unreachable sinks (rows stay in the outbox for the next
+        # start); shorter than the shutdown bound so that a stopped run ends on its own
+        drain_s = 0.8 * self.cfg.pipeline.shutdown_timeout_s
+        self.publisher.run(done=self.analytics_done.is_set, abort=self.abort, drain_timeout_s=drain_s)
+
+    def _snapshots(self) -> None:
+        assert self.snapshots is not None
+        self.snapshots.run(self.abort, done=self.analytics_done.is_set)
 
     # -- run ----------------------------------------------------------------------------
     def start(self) -> None:
@@ -295,8 +410,12 @@ class Pipeline:
                 path = self.save_video if not multi else self.save_video.with_name(
                     f"{self.save_video.stem}-{c.id}{self.save_video.suffix}")
                 self._thread(f"camera:{c.id}/video", c.id, "video", lambda c=c, p=path: self._video(c, p)).start()
+        for sink in self.sinks:
+            sink.start(self.outbox.notify)
         self._publisher_thread = self._thread("publisher", None, "publisher", self._publisher)
         self._publisher_thread.start()
+        if self.snapshots is not None:
+            self._thread("snapshots", None, "snapshots", self._snapshots).start()
 
     def wait(self, poll: Callable[[], None] | None = None) -> None:
         """Block until every stage has ended (or the shutdown bound passed after a stop)."""
@@ -323,6 +442,8 @@ class Pipeline:
             alive[0].join(0.2)
             if poll is not None:
                 poll()
+        if self.snapshots is not None:
+            self.snapshots.close()
         for sink in self.sinks:
             sink.close()
         self.outbox.close()
@@ -342,8 +463,16 @@ class Pipeline:
                     "decoded": c.stats.decoded, "inferred": c.stats.inferred, "analysed": c.stats.analysed,
                     "alerts": c.stats.alerts, "video_frames": c.stats.video_frames,
                     "frames_dropped": c.frames.dropped,
+                    "online": self.camera_status.get(c.id, False),
+                    "connects": c.live.stats.connects if c.live else None,
+                    "stalls": c.live.stats.stalls if c.live else None,
+                    "last_error": c.live.stats.last_error if c.live else None,
+                    "corrupt_packets": c.source.corrupt_packets,
+                    "hw_decode": c.source.hwaccel,
                 } for c in self.cameras
             },
-            "outbox": {"added": self.outbox.added, "delivered": self.outbox.delivered},
+            "outbox": self.outbox.stats(),
+            "mqtt": self.mqtt.stats() if self.mqtt is not None else None,
+            "snapshots": self.snapshots.stats() if self.snapshots is not None else None,
             "failure": str(self.failure) if self.failure else None,
         }

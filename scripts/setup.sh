@@ -6,7 +6,19 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 
 # Debian packages needed by tests that start real services (broker, RTSP server) on loopback.
-DEBIAN_PACKAGES=(${MASKWATCH_DEBIAN_PACKAGES:-})
+# MASKWATCH_DEBIAN_PACKAGES="a b" replaces the list (an empty string installs nothing).
+DEFAULT_DEBIAN_PACKAGES=(
+  mosquitto            # MQTT broker: tests/pipeline/test_mqtt.py starts one per test on a free port
+  mosquitto-clients    # mosquitto_passwd (password-file tests), mosquitto_sub for debugging
+  python3-gi gir1.2-gst-rtsp-server-1.0   # RTSP server for tests/pipeline/test_rtsp.py (run by /usr/bin/python3)
+  gstreamer1.0-plugins-base gstreamer1.0-plugins-good   # videotestsrc; qtdemux, rtph264pay
+  gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly    # h264parse; x264enc
+)
+if [ -n "${MASKWATCH_DEBIAN_PACKAGES+set}" ]; then
+  read -r -a DEBIAN_PACKAGES <<< "$MASKWATCH_DEBIAN_PACKAGES"
+else
+  DEBIAN_PACKAGES=("${DEFAULT_DEBIAN_PACKAGES[@]}")
+fi
 missing=()
 for pkg in "${DEBIAN_PACKAGES[@]}"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")

@@ -103,8 +103,11 @@ class _Frame:
 class ZoneEngine:
     """Evaluates a camera's rules on tracked objects; returns AlertEvents."""
 
-    def __init__(self, zone_file: ZoneFile, camera_id: str, frame_wh: tuple[int, int], mask_wh: tuple[int, int]):
+    def __init__(self, zone_file: ZoneFile, camera_id: str, frame_wh: tuple[int, int], mask_wh: tuple[int, int],
+                 run_id: str = ""):
         self.camera_id = camera_id
+        # track ids and frame numbers restart with the process: the run id keeps alert ids unique across runs
+        self.run_id = run_id
         self.frame_wh = tuple(frame_wh)
         self.mask_wh = tuple(mask_wh)
         self.cell_px = np.array([frame_wh[0] / mask_wh[0], frame_wh[1] / mask_wh[1]])
@@ -338,6 +341,8 @@ class ZoneEngine:
     def _start(self, st: _State, rule, c: Condition, frame_index: int, pts_s: float, wall_s: float) -> AlertEvent:
         # stable, unique per camera: rule, the key's objects (or zone), and the start frame
         st.active_id = f"{self.camera_id}:{rule.id}:{':'.join(map(str, c.key[1:]))}:{frame_index}"
+        if self.run_id:
+            st.active_id += f"@{self.run_id}"
         st.started_at, st.started_pts_s = wall_s, pts_s
         return self._event(st, rule, "start", frame_index, pts_s, wall_s)
 

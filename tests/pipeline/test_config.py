@@ -58,8 +58,38 @@ CONFIG_CASES = [
     ("tracker-bad-type", "tracker.type", "bytetrack", "tracker.type", "mask"),
     ("tracker-min-hits-zero", "tracker.min_hits", 0, "tracker.min_hits", "greater than or equal to 1"),
     ("alerts-unknown", "alerts.kafka", {}, "alerts.kafka", "unknown field"),
+    ("outbox-max-rows-tiny", "alerts.outbox_max_rows", 0, "alerts.outbox_max_rows", "greater than or equal to 10"),
+    ("outbox-max-age-negative", "alerts.outbox_max_age_s", -1, "alerts.outbox_max_age_s", "greater than 0"),
+    ("mqtt-no-host", "alerts.mqtt", {"port": 1883}, "alerts.mqtt.host", "missing"),
+    ("mqtt-port-range", "alerts.mqtt", {"host": "b", "port": 70000}, "alerts.mqtt.port", "less than or equal to 65535"),
+    ("mqtt-qos-3", "alerts.mqtt", {"host": "b", "qos": 3}, "alerts.mqtt.qos", "0, 1 or 2"),
+    ("mqtt-password-in-config", "alerts.mqtt", {"host": "b", "password": "x"}, "alerts.mqtt.password", "unknown field"),
+    ("mqtt-prefix-wildcard", "alerts.mqtt", {"host": "b", "topic_prefix": "site/#"}, "alerts.mqtt.topic_prefix",
+     "pattern"),
+    ("mqtt-password-env-no-user", "alerts.mqtt", {"host": "b", "password_env": "MQTT_PW"}, "alerts.mqtt",
+     "password_env: needs username"),
+    ("mqtt-password-env-unset", "alerts.mqtt", {"host": "b", "username": "u", "password_env": "MASKWATCH_UNSET_9F3"},
+     "alerts.mqtt.password_env", "environment variable MASKWATCH_UNSET_9F3 is not set"),
+    ("mqtt-tls-typo", "alerts.mqtt", {"host": "b", "tls": {"ca": "ca.pem"}}, "alerts.mqtt.tls.ca", "unknown field"),
+    ("mqtt-tls-file-missing", "alerts.mqtt", {"host": "b", "tls": {"ca_file": "nope.pem"}}, "alerts.mqtt.tls.ca_file",
+     "file not found"),
+    ("mqtt-persistent-session-no-id", "alerts.mqtt", {"host": "b", "clean_start": False}, "alerts.mqtt",
+     "needs a fixed client_id"),
+    ("snapshots-no-dir", "alerts.snapshots", {"publish": False}, "alerts.snapshots.dir", "missing"),
+    ("snapshots-publish-no-mqtt", "alerts.snapshots", {"dir": "snaps", "publish": True}, "alerts",
+     "snapshots.publish: needs alerts.mqtt"),
     ("ring-slots-zero", "pipeline", {"frame_ring_slots": 0}, "pipeline.frame_ring_slots", "greater than or equal to 1"),
     ("cameras-not-list", "cameras", {"id": "x"}, "cameras", "list"),
+    ("rtsp-transport-http", "cameras.0.rtsp_transport", "http", "cameras[0].rtsp_transport", "'tcp' or 'udp'"),
+    ("decoder-unknown", "cameras.0.decoder", "nvdec", "cameras[0].decoder", "'cpu' or 'cuda'"),
+    ("stall-timeout-zero", "cameras.0.stall_timeout_s", 0, "cameras[0].stall_timeout_s", "greater than or equal to 0.5"),
+    ("reconnect-max-below-min", "cameras.0", {"id": "north", "source": "clip.mp4", "reconnect_min_s": 10,
+                                              "reconnect_max_s": 5}, "cameras[0]", "reconnect_max_s: must be >= reconnect_min_s"),
+    ("source-env-unset", "cameras.0.source", "rtsp://u:${MASKWATCH_TEST_UNSET_PW}@h/x", "cameras[0].source",
+     "environment variable MASKWATCH_TEST_UNSET_PW is not set"),
+    ("batch-zero", "pipeline", {"batch": 0}, "pipeline.batch", "greater than or equal to 1"),
+    ("batch-timeout-negative", "pipeline", {"batch_timeout_ms": -1}, "pipeline.batch_timeout_ms",
+     "greater than or equal to 0"),
 ]
 
 ZONE_CASES = [
@@ -155,6 +185,14 @@ def test_urls_are_not_resolved(workdir):
     cfg["cameras"][0]["source"] = "rtsp://user:pw@127.0.0.1:8554/cam"
     loaded = load_config(_write(workdir, cfg))
     assert loaded.cameras[0].source == "rtsp://user:pw@127.0.0.1:8554/cam"
+
+
+def test_source_password_from_environment(workdir, monkeypatch, capsys):
+    cfg = copy.deepcopy(BASE)
+    cfg["cameras"][0]["source"] = "rtsp://viewer:${CAM_PW}@127.0.0.1:8554/cam"
+    monkeypatch.setenv("CAM_PW", "s3cret")
+    loaded = load_config(_write(workdir, cfg))
+    assert loaded.cameras[0].source == "rtsp://viewer:s3cret@127.0.0.1:8554/cam"
 
 
 def test_console_script_exits_2_without_traceback(workdir):

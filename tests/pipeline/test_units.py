@@ -72,8 +72,9 @@ def test_outbox_survives_reopen_and_acks_in_order(tmp_path):
     ob.close()
     ob2 = Outbox(tmp_path / "o.sqlite")  # a new process would see the same rows
     rows = ob2.pending()
-    assert [AlertEvent.from_dict(__import__("json").loads(p)).frame_index for _, p in rows] == [0, 1, 2, 3, 4]
+    assert [AlertEvent.from_dict(__import__("json").loads(r.payload)).frame_index for r in rows] == [0, 1, 2, 3, 4]
     sink = JsonlSink(tmp_path / "a.jsonl")
-    ob2.ack(sink.send(rows[:3]))
+    sink.send(rows[:3])
+    ob2.ack(sink.acked())
     assert ob2.count() == 2
     assert len((tmp_path / "a.jsonl").read_text().splitlines()) == 3

@@ -1,0 +1,278 @@
+"""`maskwatch bench`: the numbers users compare, measured side by side in one process.
+
+Modes, on the same model and video:
+  model      the segmenter on pre-letterboxed frames (the model's ceiling here)
+  decode     PyAV decode + letterbox (the other ceiling)
+  naive      decode -> segment -> track -> zones in one thread, as a script would
+  pipeline   maskwatch's threaded pipeline, 1 camera and N cameras (the video N times)
+  ultralytics  Ultralytics' `track(stream=True)` on the same ONNX model (when installed)
+Each reports frames/s, CPU seconds per frame, per-stage median / p95 and peak RSS during
+the mode; the pipeline also reports frame-to-alert latency (arrival to zone decision).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+
+def rss_mb() -> float:
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * PAGE / 2**20
+    except OSError:
+        import resource
+
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+class _Meter:
+    """Wall time, CPU time and peak RSS (sampled every 50 ms) of one mode."""
+
+    def __enter__(self):
+        self.peak = rss_mb()
+        self._stop = threading.Event()
+        self._t = threading.Thread(target=self._sample, daemon=True, name="bench/rss")
+        self._t.start()
+        self.t0, self.c0 = time.perf_counter(), time.process_time()
+        return self
+
+    def _sample(self):
+        while not self._stop.wait(0.05):
+            self.peak = max(self.peak, rss_mb())
+
+    def __exit__(self, *exc):
+        self.wall = time.perf_counter() - self.t0
+        self.cpu = time.process_time() - self.c0
+        self._stop.set()
+        self._t.join()
+        self.peak = max(self.peak, rss_mb())
+
+
+def _ms(values) -> dict:
+    a = np.asarray(values, float) * 1000
+    if a.size == 0:
+        return {"median": 0.0, "p95": 0.0}
+    return {"median": round(float(np.median(a)), 2), "p95": round(float(np.percentile(a, 95)), 2)}
+
+
+def _result(name: str, frames: int, m: _Meter, stages: dict | None = None, **extra) -> dict:
+    return {"mode": name, "frames": frames, "fps": round(frames / m.wall, 2) if m.wall else 0.0,
+            "cpu_s_per_frame": round(m.cpu / max(frames, 1), 4), "peak_rss_mb": round(m.peak, 1),
+            "stages_ms": stages or {}, **extra}
+
+
+def _decode_all(video: Path, input_hw, limit: int):
+    from .sources import VideoSource
+
+    src = VideoSource("bench", str(video), input_hw)
+    out = []
+    for f in src.frames():
+        out.append(f)
+        if len(out) >= limit:
+            break
+    src.close()
+    return out
+
+
+def mode_model(seg, frames) -> dict:
+    times = []
+    with _Meter() as m:
+        for f in frames:
+            t0 = time.perf_counter()
+            seg([f.input], [f.letterbox])
+            times.append(time.perf_counter() - t0)
+    return _result("model only", len(frames), m, {"segment": _ms(times)})
+
+
+def mode_decode(video: Path, input_hw, limit: int) -> dict:
+    from .sources import VideoSource
+
+    times, n = [], 0
+    with _Meter() as m:
+        src = VideoSource("bench", str(video), input_hw, keep_image=False)
+        it = src.frames()
+        while n < limit:
+            t0 = time.perf_counter()
+            try:
+                next(it)
+            except StopIteration:
+                break
+            times.append(time.perf_counter() - t0)
+            n += 1
+        src.close()
+    return _result("decode only", n, m, {"decode+letterbox": _ms(times)})
+
+
+def mode_naive(seg, cfg, video: Path, limit: int) -> dict:
+    from zones import ZoneEngine, load_zone_file
+
+    from .sources import VideoSource
+    from .tracking import MaskTracker
+
+    tracker = MaskTracker(cfg.tracker.params(cfg.model.conf))
+    zf = load_zone_file(cfg.cameras[0].zones) if cfg.cameras[0].zones else None
+    engine = None
+    names = seg.meta.names
+    t_dec, t_seg, t_trk, t_zone, n = [], [], [], [], 0
+    with _Meter() as m:
+        src = VideoSource("bench", str(video), seg.input_hw, keep_image=False)
+        it = src.frames()
+        while n < limit:
+            t0 = time.perf_counter()
+            try:
+                f = next(it)
+            except StopIteration:
+                break
+            t1 = time.perf_counter()
+            (dets,) = seg([f.input], [f.letterbox])
+            t2 = time.perf_counter()
+            dets = tracker.update(dets, f.pts_s)
+            t3 = time.perf_counter()
+            if zf is not None:
+                engine = engine or ZoneEngine(zf, "bench", f.frame_wh, dets.mask_space.mask_wh)
+                engine.update(f.index, f.pts_s, f.wall_s, dets.tracker_id, [names[int(c)] for c in dets.class_id],
+                              dets.confidence, dets.xyxy, dets.masks, dets.data.get("stationary_s"))
+            t4 = time.perf_counter()
+            t_dec.append(t1 - t0), t_seg.append(t2 - t1), t_trk.append(t3 - t2), t_zone.append(t4 - t3)
+            n += 1
+        src.close()
+    return _result("naive loop", n, m, {"decode": _ms(t_dec), "segment": _ms(t_seg), "track": _ms(t_trk),
+                                        "zones": _ms(t_zone)})
+
+
+def mode_pipeline(seg, cfg, video: Path, cameras: int, limit: int) -> dict:
+    from .stages import Pipeline
+
+    cfg = cfg.model_copy(deep=True)
+    base = cfg.cameras[0]
+    cfg.cameras = [base.model_copy(update={"id": f"cam{i + 1}", "source": str(video)}) for i in range(cameras)]
+    with tempfile.TemporaryDirectory(prefix="maskwatch-bench-") as tmp:
+        cfg.alerts.jsonl = None
+        cfg.alerts.outbox = Path(tmp) / "outbox.sqlite"
+        pipe = Pipeline(cfg, seg, max_frames=limit)
+        with _Meter() as m:
+            pipe.start()
+            pipe.wait()
+        if pipe.failure is not None:
+            raise RuntimeError(str(pipe.failure))
+    n = sum(c.stats.analysed for c in pipe.cameras)
+    lat = [x for c in pipe.cameras for x in c.stats.latency_s]
+    per_cam = {c.id: c.stats.analysed for c in pipe.cameras}
+    return _result(f"pipeline, {cameras} camera{'s' if cameras > 1 else ''}", n, m,
+                   {"frame-to-alert": _ms(lat)}, latency_ms={"p50": round(float(np.percentile(lat, 50)) * 1000, 1) if lat else 0.0,
+                                                             "p99": round(float(np.percentile(lat, 99)) * 1000, 1) if lat else 0.0},
+                   per_camera_frames=per_cam)
+
+
+def mode_ultralytics(model: Path, video: Path, conf: float, iou: float, imgsz, limit: int) -> dict | None:
+    try:
+        from ultralytics import YOLO  # the [train] extra; never imported by the runtime
+    except ImportError:
+        return None
+    yolo = YOLO(str(model), task="segment")
+    n = 0
+    with _Meter() as m:
+        for _ in yolo.track(source=str(video), stream=True, conf=conf, iou=iou, imgsz=list(imgsz), verbose=False,
+                            device="cpu", persist=True):
+            n += 1
+            if n >= limit:
+                break
+    return _result("ultralytics track loop", n, m)
+
+
+def _synth_video(seconds: float) -> Path:
+    cache = Path(os.environ.get("MASKWATCH_CACHE", Path.cwd() / "var" / "bench"))
+    out = cache / f"site-seed3-{int(seconds)}s"
+    if not (out / "video.mp4").is_file():
+        from scenes.clip import write_clip
+
+        write_clip("site", 3, seconds, out)
+    return out / "video.mp4"
+
+
+def table(results: list[dict]) -> str:
+    rows = ["| mode | frames | frames/s | CPU s/frame | stage ms (median / p95) | latency p50 / p99 ms | peak RSS MB |",
+            "|---|---|---|---|---|---|---|"]
+    for r in results:
+        stages = "; ".join(f"{k} {v['median']:.1f} / {v['p95']:.1f}" for k, v in r["stages_ms"].items())
+        lat = f"{r['latency_ms']['p50']:.0f} / {r['latency_ms']['p99']:.0f}" if "latency_ms" in r else ""
+        rows.append(f"| {r['mode']} | {r['frames']} | {r['fps']:.1f} | {r['cpu_s_per_frame']:.3f} | {stages} | {lat} | "
+                    f"{r['peak_rss_mb']:.0f} |")
+    return "\n".join(rows)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="maskwatch bench", description=__doc__.split("\n\n")[0])
+    p.add_argument("--config", default="configs/demo.yaml", help="config for model, tracker and zones (default configs/demo.yaml)")
+    p.add_argument("--model", help="model file (default: the config's)")
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--video", help="video file (default: a generated site clip)")
+    src.add_argument("--synth", choices=["site"], default="site", help="generate the clip (default)")
+    p.add_argument("--cameras", type=int, default=4, help="cameras in the multi-camera run (default 4)")
+    p.add_argument("--seconds", type=float, default=20, help="video length used per mode, seconds (default 20)")
+    p.add_argument("--threads", type=int, default=None, help="inference threads (default: runtime's)")
+    p.add_argument("--skip", default="", help="comma-separated modes to skip: model,decode,naive,pipeline,ultralytics")
+    p.add_argument("--json", help="write the results here")
+    args = p.parse_args(argv)
+
+    from .cli import build_segmenter
+    from .config import load_config
+
+    cfg = load_config(args.config)
+    if args.model:
+        cfg.model.path = Path(args.model).resolve()
+    if args.threads is not None:
+        cfg.model.threads = args.threads
+    video = Path(args.video).resolve() if args.video else _synth_video(args.seconds)
+    seg = build_segmenter(cfg.model, args.config, cfg.tracker)
+    skip = set(filter(None, args.skip.split(",")))
+    import av
+
+    with av.open(str(video)) as c:
+        fps = float(c.streams.video[0].average_rate or 15)
+    limit = max(1, int(round(args.seconds * fps)))
+    frames = _decode_all(video, seg.input_hw, limit) if "model" not in skip else []
+    # warm-up: first inferences allocate
+    for f in frames[:3]:
+        seg([f.input], [f.letterbox])
+    results = []
+    if "model" not in skip:
+        results.append(mode_model(seg, frames))
+        del frames
+    if "decode" not in skip:
+        results.append(mode_decode(video, seg.input_hw, limit))
+    if "naive" not in skip:
+        results.append(mode_naive(seg, cfg, video, limit))
+    if "pipeline" not in skip:
+        results.append(mode_pipeline(seg, cfg, video, 1, limit))
+        if args.cameras > 1:
+            results.append(mode_pipeline(seg, cfg, video, args.cameras, limit))
+    if "ultralytics" not in skip:
+        r = mode_ultralytics(cfg.model.path, video, cfg.model.conf, cfg.model.iou, seg.input_hw, limit)
+        if r is not None:
+            results.append(r)
+    h, w = seg.input_hw
+    env = {"machine": platform.machine(), "cpus": os.cpu_count(), "python": platform.python_version(),
+           "model": Path(cfg.model.path).name, "input": f"{w}x{h}", "video": str(video), "frames_per_mode": limit}
+    print(f"maskwatch bench: {env['model']} at {env['input']} on {video.name}, {env['cpus']} CPUs, {limit} frames per mode")
+    print(table(results))
+    if args.json:
+        Path(args.json).write_text(json.dumps({"env": env, "results": results}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

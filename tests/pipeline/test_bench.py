@@ -1,0 +1,30 @@
+"""`maskwatch bench` with tiny arguments: structure and positive figures (no timing thresholds)."""
+
+import json
+import subprocess
+import sys
+
+from tests.conftest import write_clip, write_config
+
+
+def test_bench_json_structure(tmp_path, model_path, model_names):
+    video = write_clip(tmp_path / "v.mp4", frames=15, fps=15)
+    cfg = write_config(tmp_path, model_path, video, model_names)
+    out = tmp_path / "bench.json"
+    proc = subprocess.run([sys.executable, "-m", "pipeline", "bench", "--config", str(cfg), "--video", str(video),
+                           "--seconds", "1", "--cameras", "2", "--json", str(out)],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    assert "| mode |" in proc.stdout
+    data = json.loads(out.read_text())
+    assert data["env"]["frames_per_mode"] == 15
+    modes = [r["mode"] for r in data["results"]]
+    assert modes[:5] == ["model only", "decode only", "naive loop", "pipeline, 1 camera", "pipeline, 2 cameras"]
+    for r in data["results"]:
+        assert r["frames"] > 0 and r["fps"] > 0 and r["cpu_s_per_frame"] > 0 and r["peak_rss_mb"] > 0, r
+        assert r["stages_ms"], r
+        for stage in r["stages_ms"].values():
+            assert stage["median"] > 0 and stage["p95"] >= stage["median"], r
+    pipe2 = data["results"][4]
+    assert pipe2["frames"] == 30 and set(pipe2["per_camera_frames"].values()) == {15}
+    assert pipe2["latency_ms"]["p99"] >= pipe2["latency_ms"]["p50"] > 0
