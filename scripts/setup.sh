@@ -13,6 +13,7 @@ DEFAULT_DEBIAN_PACKAGES=(
   python3-gi gir1.2-gst-rtsp-server-1.0   # RTSP server for tests/pipeline/test_rtsp.py (run by /usr/bin/python3)
   gstreamer1.0-plugins-base gstreamer1.0-plugins-good   # videotestsrc; qtdemux, rtph264pay
   gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly    # h264parse; x264enc
+  libgl1 libglib2.0-0  # OpenCV's GUI build, which the ByteTrack baseline ([eval] extra) pulls in, loads them
 )
 if [ -n "${MASKWATCH_DEBIAN_PACKAGES+set}" ]; then
   read -r -a DEBIAN_PACKAGES <<< "$MASKWATCH_DEBIAN_PACKAGES"
