@@ -56,14 +56,12 @@ def match(gt: list[dict], pred: list[dict], fps: float) -> dict:
         used_g.add(gi)
         used_p.add(pi)
         matches.append((gi, pi))
-    overlapping = {gi: sum(1 for _, g2, _ in pairs if g2 == gi) for gi in range(len(gt))}
     latency = [(pred[pi]["start_frame"] - gt[gi]["start_frame"]) / fps for gi, pi in matches]
     return {
         "gt": len(gt), "predicted": len(pred), "matched": len(matches),
         "recall": len(matches) / len(gt) if gt else 1.0,
         "precision": len(matches) / len(pred) if pred else 1.0,
         "start_latency_s": sorted(round(x, 3) for x in latency),
-        "gt_with_several_alerts": sum(1 for v in overlapping.values() if v > 1),
         "unmatched_gt": [gt[gi]["id"] for gi in range(len(gt)) if gi not in used_g],
         "unmatched_predicted": [pred[pi]["id"] for pi in range(len(pred)) if pi not in used_p],
     }

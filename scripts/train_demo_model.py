@@ -85,7 +85,8 @@ def train(args, data_yaml: Path) -> Path:
         model = YOLO(str(args.init)) if args.init else YOLO("yolo11n-seg.yaml")
         model.train(
             data=str(data_yaml),
-            pretrained=False,
+            # from scratch; with --init, load our own checkpoint's weights (pretrained=False would discard them)
+            pretrained=str(args.init) if args.init else False,
             epochs=args.epochs,
             time=args.time_h or None,
             imgsz=args.imgsz,

@@ -7,7 +7,9 @@ Association (per frame, stream time ``t``):
      ``class_penalty`` when the detection's class differs from the track's voted class;
   3. first pass: high-confidence detections against all tracks (Hungarian assignment);
      second pass (ByteTrack's idea): low-confidence detections against the confirmed tracks
-     left over, so objects survive partial occlusion;
+     left over, so objects survive partial occlusion; third pass: confident detections left
+     over against confirmed tracks left over by centre distance (same class, similar size),
+     for objects that accelerate out of their predicted box;
   4. unmatched high-confidence detections start tentative tracks, confirmed after
      ``min_hits`` matches; tentative tracks that miss a frame are dropped; confirmed
      tracks that miss are kept ``max_lost_s`` stream seconds, then removed.
@@ -39,6 +41,7 @@ class TrackerParams:
     min_similarity_low: float = 0.35  # ... and in the second pass
     mask_weight: float = 0.6
     class_penalty: float = 0.3
+    recover_dist: float = 1.5  # third pass: a detection within this many track sizes of the prediction
     move_frac: float = 0.15  # a move larger than this fraction of the box height resets the stationary clock
 
 
@@ -165,6 +168,19 @@ class MaskTracker:
         sim = sim - self.p.class_penalty * (dets.class_id[idx][:, None] != cls[None, :])
         return sim
 
+    def _nearness(self, dets: Detections, idx: np.ndarray, tracks: np.ndarray) -> np.ndarray:
+        """1 - centre distance / (recover_dist x track size), 0 beyond it, for the same class and a similar size."""
+        if len(idx) == 0 or len(tracks) == 0:
+            return np.zeros((len(idx), len(tracks)))
+        det = _xyxy_to_cxcywh(dets.xyxy[idx].astype(np.float64))
+        trk = self.mean[tracks, :4]
+        size = np.sqrt(np.maximum(trk[:, 2] * trk[:, 3], 1.0))
+        dist = np.hypot(det[:, None, 0] - trk[None, :, 0], det[:, None, 1] - trk[None, :, 1])
+        near = np.clip(1.0 - dist / (self.p.recover_dist * size[None, :]), 0.0, None)
+        ratio = (det[:, None, 2] * det[:, None, 3]) / np.maximum(trk[None, :, 2] * trk[None, :, 3], 1.0)
+        ok = (ratio > 0.5) & (ratio < 2.0) & (dets.class_id[idx][:, None] == self.track_class[tracks][None, :])
+        return np.where(ok, near, 0.0)
+
     @staticmethod
     def _assign(sim: np.ndarray, min_sim: float) -> list[tuple[int, int]]:
         if sim.size == 0:
@@ -200,6 +216,12 @@ class MaskTracker:
         left = np.array([t for t in all_tracks if self.confirmed[t] and t not in det_to_track.values()], np.int64)
         for r, c in self._assign(self._similarity(dets, low, left, scale, det_box, det_area), p.min_similarity_low):
             det_to_track[int(low[r])] = int(left[c])
+        # third pass: an object that sped up (from standing still, say) has left its predicted box, so
+        # neither box nor mask overlaps; take the nearest confident detection of the same class and size
+        left = np.array([t for t in all_tracks if self.confirmed[t] and t not in det_to_track.values()], np.int64)
+        free = np.array([d for d in high if int(d) not in det_to_track], np.int64)
+        for r, c in self._assign(self._nearness(dets, free, left), 1e-9):
+            det_to_track[int(free[r])] = int(left[c])
 
         # matched tracks: correct the filter, take the new mask, vote the class
         if det_to_track:
