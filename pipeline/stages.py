@@ -175,7 +175,9 @@ class Pipeline:
             self.camera_status[camera] = online
             self.camera_events.append((time.time(), camera, online))
             hooks = list(self.on_camera_status)
-        log.log(logging.INFO if online else logging.WARNING, "camera %s: %s", camera, "online" if online else "offline")
+        live = any(c.id == camera and c.source.live for c in self.cameras)  # a file going offline is its end
+        log.log(logging.WARNING if live and not online else logging.INFO, "camera %s: %s", camera,
+                "online" if online else ("offline" if live else "offline (end of file)"))
         for hook in hooks:
             try:
                 hook(camera, online)
