@@ -11,10 +11,9 @@ import re
 from pathlib import Path
 from typing import Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from zones.errors import ConfigError, from_validation_error
+from zones.errors import ConfigError, from_validation_error, read_yaml
 
 URL_RE = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
 ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -260,17 +259,7 @@ def parse_config(data: object, file: str | Path | None = None, base: Path | None
 def load_config(path: str | Path) -> Config:
     """Read, validate and resolve a config file; raises ConfigError."""
     path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise ConfigError(path, "", f"cannot read config file ({exc.strerror})") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise ConfigError(path, "", f"not valid YAML{where}") from None
-    return parse_config(data, path, path.resolve().parent)
+    return parse_config(read_yaml(path, "config file"), path, path.resolve().parent)
 
 
 def check_files(cfg: Config, file: str | Path | None = None) -> None:

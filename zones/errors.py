@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import yaml
 from pydantic import ValidationError
 
 
@@ -66,3 +67,18 @@ def from_validation_error(exc: ValidationError, file: str | Path | None, cls: ty
     if more:
         message += f" (and {more} more error{'s' if more > 1 else ''})"
     return cls(file, field_path(tuple(err.get("loc", ()))), message)
+
+
+def read_yaml(path: str | Path, what: str, cls: type[ConfigError] = ConfigError) -> object:
+    """Parse a YAML file safely; unreadable files and syntax errors become one-line ``cls`` errors."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise cls(path, "", f"cannot read {what} ({getattr(exc, 'strerror', None) or exc})") from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise cls(path, "", f"not valid YAML{where}") from None

@@ -6,11 +6,10 @@ from pathlib import Path
 from typing import Annotated, Literal, Union
 
 import numpy as np
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from shapely.geometry import Polygon
 
-from .errors import ZoneFileError, from_validation_error, register_union_tags
+from .errors import ZoneFileError, from_validation_error, read_yaml, register_union_tags
 from .geometry import homography
 
 
@@ -215,15 +214,4 @@ def parse_zone_file(data: object, file: str | Path | None = None) -> ZoneFile:
 
 def load_zone_file(path: str | Path) -> ZoneFile:
     """Read and validate a zone file; raises ZoneFileError naming file, field and expectation."""
-    path = Path(path)
-    try:
-        text = path.read_text()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ZoneFileError(path, "", f"cannot read zone file ({getattr(exc, 'strerror', None) or exc})") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark else ""
-        raise ZoneFileError(path, "", f"not valid YAML{where}") from None
-    return parse_zone_file(data, path)
+    return parse_zone_file(read_yaml(path, "zone file", ZoneFileError), Path(path))
