@@ -25,6 +25,9 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--data", required=True, help="a synth clip directory, or a folder of them")
     p.add_argument("--conf", type=float, default=0.35, help="detection confidence of the deployment (default 0.35)")
     p.add_argument("--low-conf", type=float, default=0.1, help="second-pass detections from this (default 0.1)")
+    p.add_argument("--detector", choices=["model", "gt"], default="model",
+                   help="model: the model's detections; gt: ground-truth masks with misses and confidence noise "
+                        "(association quality apart from the detector)")
     p.add_argument("--no-baseline", action="store_true", help="only maskwatch's tracker")
     p.add_argument("--json", default=None, help="also write the results here")
     p.add_argument("--threads", type=int, default=None)
@@ -45,8 +48,16 @@ class _ByteTrack:
         svd = sv.Detections(xyxy=dets.xyxy.astype(np.float32), confidence=dets.confidence.astype(np.float32),
                             class_id=dets.class_id.astype(int), data={"idx": np.arange(len(dets))})
         out = self.t.update(svd)
-        keep = out.tracker_id >= 0 if out.tracker_id is not None else np.zeros(0, bool)
-        idx = np.asarray(out.data["idx"])[keep].astype(np.int64)
+        if len(out) == 0 or out.tracker_id is None:
+            res = dets[np.zeros(0, np.int64)]
+            res.tracker_id = np.zeros(0, np.int64)
+            return res
+        keep = out.tracker_id >= 0
+        if "idx" in out.data:
+            idx = np.asarray(out.data["idx"])[keep].astype(np.int64)
+        else:  # data not carried: find each output box among the inputs
+            d = np.abs(out.xyxy[keep][:, None, :] - dets.xyxy[None, :, :]).sum(axis=2)
+            idx = d.argmin(axis=1).astype(np.int64)
         res = dets[idx]
         res.tracker_id = np.asarray(out.tracker_id)[keep].astype(np.int64)
         return res
@@ -64,7 +75,7 @@ def _trackers(fps: float, conf: float, low_conf: float, baseline: bool) -> dict:
 
 
 def _score(gt_seq: list[list[tuple[int, dict]]], trk_seq: list[tuple[np.ndarray, list]]) -> dict:
-    """TrackEval metrics for one sequence. gt_seq[t] = [(gt_id, rle)], trk_seq[t] = (ids, rles)."""
+    """TrackEval metrics for one sequence. gt_seq[t] = [(gt_key, rle)], trk_seq[t] = (ids, rles)."""
     from pycocotools import mask as mask_utils
     from trackeval.metrics import CLEAR, HOTA, Identity
 
@@ -73,7 +84,7 @@ def _score(gt_seq: list[list[tuple[int, dict]]], trk_seq: list[tuple[np.ndarray,
     data = {"gt_ids": [], "tracker_ids": [], "similarity_scores": []}
     n_gt = n_tr = 0
     for gts, (tids, trles) in zip(gt_seq, trk_seq):
-        g = np.array([gt_map.setdefault(i, len(gt_map)) for i, _ in gts], int)
+        g = np.array([gt_map.setdefault(key, len(gt_map)) for key, _ in gts], int)
         t = np.array([tr_map.setdefault(int(i), len(tr_map)) for i in tids], int)
         if len(gts) and len(trles):
             sim = np.asarray(mask_utils.iou([r for _, r in gts], list(trles), [0] * len(trles)), float).reshape(len(gts), len(trles))
@@ -93,7 +104,32 @@ def _score(gt_seq: list[list[tuple[int, dict]]], trk_seq: list[tuple[np.ndarray,
             "IDSW": int(res["IDSW"]), "gt_ids": len(gt_map), "tracker_ids": len(tr_map)}
 
 
-def evaluate(model, data, *, conf=0.35, low_conf=0.1, baseline=True, threads=None, log=print) -> dict:
+def gt_detections(instances: list[dict], rng: np.random.Generator, mask_wh=(160, 90), miss=0.1):
+    """A noisy oracle detector: ground-truth masks, some missed, confidence lower when occluded."""
+    import cv2
+    from pycocotools import mask as mask_utils
+
+    from engines.results import Detections, MaskSpace
+
+    keep = [x for x in instances if rng.random() >= miss]
+    n = len(keep)
+    full = np.zeros((n, *instances[0]["mask"]["size"]), bool) if instances else np.zeros((0, 1, 1), bool)
+    small = np.zeros((n, mask_wh[1], mask_wh[0]), bool)
+    conf = np.zeros(n, np.float32)
+    for k, x in enumerate(keep):
+        full[k] = mask_utils.decode(x["mask"]).astype(bool)
+        small[k] = cv2.resize(full[k].astype(np.float32), mask_wh, interpolation=cv2.INTER_AREA) >= 0.5
+        x0, y0, x1, y1 = x["box_xyxy"]
+        visible = x["area"] / max(1.0, (x1 - x0) * (y1 - y0))  # occluded objects fill less of their box
+        conf[k] = float(np.clip(rng.normal(0.35 + 0.6 * visible, 0.1), 0.05, 0.99))
+    h, w = full.shape[1:] if n else (1, 1)
+    boxes = np.array([x["box_xyxy"] for x in keep], np.float32).reshape(n, 4)
+    return Detections(boxes, conf, [x["class_id"] for x in keep], small, MaskSpace(mask_wh, (w, h)),
+                      data={"masks_full": full})
+
+
+def evaluate(model, data, *, conf=0.35, low_conf=0.1, baseline=True, threads=None, detector="model",
+             log=print) -> dict:
     from pycocotools import mask as mask_utils
 
     from engines import Segmenter, letterbox, load_engine
@@ -103,19 +139,24 @@ def evaluate(model, data, *, conf=0.35, low_conf=0.1, baseline=True, threads=Non
     eng = load_engine(model, threads=threads)
     seg = Segmenter(eng, conf=min(conf, low_conf), iou=0.6, max_det=100)
     model_to_ours = {int(k): CLASS_NAMES.index(v) for k, v in eng.meta.names.items()}
-    results = {"model": str(model), "conf": conf, "low_conf": low_conf, "clips": {}}
+    results = {"model": str(model), "detector": detector, "conf": conf, "low_conf": low_conf, "clips": {}}
     for clip in find_clips(Path(data)):
         gt = json.loads((clip / "gt.json").read_text())
         fps = float(gt["fps"])
         trackers = _trackers(fps, conf, low_conf, baseline)
+        rng = np.random.default_rng(int(gt["seed"]))
         gt_seq, out = [], {name: [] for name in trackers}
         for i, rgb in _frames(clip, gt):
             if i >= len(gt["frames"]):
                 break
-            gt_seq.append([(inst["track_id"], inst["mask"]) for inst in gt["frames"][i]["instances"]])
-            padded, box = letterbox(rgb, seg.input_hw)
-            (dets,) = seg([padded], [box], full_masks=True)
-            dets.class_id = np.array([model_to_ours[int(c)] for c in dets.class_id], np.int32)
+            # ground-truth track ids are per class (a player and the ball can both be 1)
+            gt_seq.append([((inst["class_id"], inst["track_id"]), inst["mask"]) for inst in gt["frames"][i]["instances"]])
+            if detector == "gt":
+                dets = gt_detections(gt["frames"][i]["instances"], rng)
+            else:
+                padded, box = letterbox(rgb, seg.input_hw)
+                (dets,) = seg([padded], [box], full_masks=True)
+                dets.class_id = np.array([model_to_ours[int(c)] for c in dets.class_id], np.int32)
             for name, tracker in trackers.items():
                 res = tracker.update(dets[np.arange(len(dets))], i / fps)
                 full = np.asarray(res.data["masks_full"], bool)
@@ -141,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     args = add_arguments(argparse.ArgumentParser(prog="maskwatch eval tracking", description=__doc__.split("\n\n")[0])).parse_args(argv)
     try:
         results = evaluate(args.model, args.data, conf=args.conf, low_conf=args.low_conf,
-                           baseline=not args.no_baseline, threads=args.threads,
+                           baseline=not args.no_baseline, threads=args.threads, detector=args.detector,
                            log=lambda m: print(m, file=sys.stderr))
     except FileNotFoundError as exc:
         print(f"maskwatch: error: {exc}", file=sys.stderr)
