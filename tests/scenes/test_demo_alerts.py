@@ -1,0 +1,34 @@
+"""End to end with the bundled model (issue 2): `maskwatch run`'s alerts on a held-out scripted
+clip are checked against the clip's ground-truth zone events (`maskwatch eval alerts`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from scenes.alert_eval import evaluate
+from scenes.clip import write_clip
+
+ROOT = Path(__file__).resolve().parents[2]
+MODEL = ROOT / "models" / "maskwatch-demo-seg.onnx"
+# measured on this clip with the committed model: recall 1.0 (the one scripted activation found,
+# 1.3 s early), precision 0.33 (the early model's noisy arm mask splits it into 3 alerts)
+MIN_RECALL = 1.0
+MIN_PRECISION = 0.25
+
+
+def test_alerts_match_ground_truth(tmp_path):
+    clip = tmp_path / "clip"
+    write_clip("site", 20000031, 12.0, clip, scenario="excavator_swing")
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(yaml.safe_dump({
+        "model": {"path": str(MODEL), "conf": 0.35, "iou": 0.6},
+        "cameras": [{"id": "site", "source": str(clip / "video.mp4"), "zones": str(clip / "zones.yaml")}],
+        "alerts": {"jsonl": "alerts.jsonl", "outbox": "outbox.sqlite"},
+    }))
+    res = evaluate(cfg, clip / "events.json", log=lambda m: None)
+    print(res)
+    assert res["gt"] >= 1
+    assert res["one_start_one_end"], res
+    assert res["recall"] >= MIN_RECALL and res["precision"] >= MIN_PRECISION, res
