@@ -261,7 +261,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.cameras > 1:
             results.append(mode_pipeline(seg, cfg, video, args.cameras, limit))
     if "ultralytics" not in skip:
-        r = mode_ultralytics(cfg.model.path, video, cfg.model.conf, cfg.model.iou, seg.input_hw, limit)
+        try:
+            r = mode_ultralytics(cfg.model.path, video, cfg.model.conf, cfg.model.iou, seg.input_hw, limit)
+        except Exception as exc:  # a broken optional install must not lose the other figures
+            print(f"maskwatch bench: ultralytics mode failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+            r = None
         if r is not None:
             results.append(r)
     h, w = seg.input_hw
