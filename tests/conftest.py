@@ -15,8 +15,9 @@ FIXTURES = ROOT / "tests" / "fixtures"
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
 
-def write_clip(path: Path, frames: int = 30, fps: int = 15, size: tuple[int, int] = (640, 360), seed: int = 0) -> Path:
-    """A real H.264 clip: textured background with a few moving filled shapes."""
+def write_clip(path: Path, frames: int = 30, fps: int = 15, size: tuple[int, int] = (640, 360), seed: int = 0,
+               gop: int | None = None) -> Path:
+    """A real H.264 clip: textured background with a few moving filled shapes (a keyframe every ``gop`` frames)."""
     rng = np.random.default_rng(seed)
     w, h = size
     bg = (rng.integers(90, 140, (h, w, 3))).astype(np.uint8)
@@ -25,7 +26,7 @@ def write_clip(path: Path, frames: int = 30, fps: int = 15, size: tuple[int, int
     with av.open(str(path), mode="w") as c:
         s = c.add_stream("libx264", rate=fps)
         s.width, s.height, s.pix_fmt = w, h, "yuv420p"
-        s.options = {"preset": "ultrafast"}
+        s.options = {"preset": "ultrafast", **({"g": str(gop)} if gop else {})}
         for i in range(frames):
             img = bg.copy()
             for x, y, dx, dy, col in shapes:

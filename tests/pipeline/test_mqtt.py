@@ -315,20 +315,24 @@ def test_broker_down_10s_mid_run_loses_nothing(tmp_path, model_path, model_names
     assert summary["mqtt"]["connects"] >= 2
 
 
-def test_sigkill_then_restart_delivers_the_outbox(tmp_path, model_path, model_names, broker_factory,
-                                                   subscriber_factory):
-    b = broker_factory()  # down during the first run: alerts pile up in the outbox
-    clip = write_clip(tmp_path / "long.mp4", frames=600)
-    cfg = _config(tmp_path, model_path, model_names, clip, b.mqtt_config())
-    proc = _start(cfg)
+def _sigkill_when(proc, ready, timeout_s: float, what: str) -> None:
+    """Wait until ``ready()`` while the process runs, then kill it with SIGKILL (never left running)."""
     try:
-        wait_for(lambda: len(_jsonl(tmp_path)) >= 50 or proc.poll() is not None, 120, what="50 alerts in the JSONL")
-        assert proc.poll() is None
+        wait_for(lambda: ready() or proc.poll() is not None, timeout_s, what=what)
+        assert proc.poll() is None, "maskwatch ended before it could be killed"
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def test_sigkill_then_restart_delivers_the_outbox(tmp_path, model_path, model_names, broker_factory,
+                                                   subscriber_factory):
+    b = broker_factory()  # down during the first run: alerts pile up in the outbox
+    clip = write_clip(tmp_path / "long.mp4", frames=600)
+    cfg = _config(tmp_path, model_path, model_names, clip, b.mqtt_config())
+    _sigkill_when(_start(cfg), lambda: len(_jsonl(tmp_path)) >= 50, 120, "50 alerts in the JSONL")
     left = _outbox_rows(tmp_path)
     assert len(left) >= 50, "the killed run should leave its undelivered alerts in the outbox"
     written_before = {_key(x) for x in _jsonl(tmp_path)}
@@ -366,16 +370,9 @@ def test_sigkill_then_restart_delivers_the_outbox(tmp_path, model_path, model_na
 def test_last_will_reads_offline_after_sigkill(tmp_path, model_path, model_names, broker, subscriber_factory):
     sub = subscriber_factory(broker, topic="maskwatch/status")
     clip = write_clip(tmp_path / "long.mp4", frames=600)
-    proc = _start(_config(tmp_path, model_path, model_names, clip, broker.mqtt_config()))
-    try:
-        wait_for(lambda: (m := sub.last("maskwatch/status")) is not None and m.payload == b"online", 60,
-                 what="status online")
-        assert proc.poll() is None
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(10)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    _sigkill_when(_start(_config(tmp_path, model_path, model_names, clip, broker.mqtt_config())),
+                  lambda: (m := sub.last("maskwatch/status")) is not None and m.payload == b"online", 60,
+                  "status online")
     wait_for(lambda: sub.last("maskwatch/status").payload == b"offline", 10, what="the last will")
     late = subscriber_factory(broker, topic="maskwatch/status")
     wait_for(lambda: late.last("maskwatch/status") is not None, 5, what="retained status")

@@ -33,7 +33,7 @@ from pipeline.config import load_config
 from pipeline.ring import Ring
 from pipeline.sources import LiveRunner, SourceOptions, VideoSource
 from pipeline.stages import Pipeline
-from tests.conftest import write_config
+from tests.conftest import write_clip, write_config
 from tests.pipeline.conftest import free_port, wait_for
 
 GST_PYTHON = "/usr/bin/python3"
@@ -306,26 +306,6 @@ def test_silent_server_trips_the_watchdog_and_sigterm_still_stops(tmp_path, mode
     assert s["file"]["analysed"] == 30  # the other camera ran to its end meanwhile
 
 
-def _clip_with_keyframes(path: Path, frames: int, size=(320, 240)) -> Path:
-    rng = np.random.default_rng(3)
-    w, h = size
-    bg = rng.integers(60, 200, (h, w, 3)).astype(np.uint8)
-    with av.open(str(path), "w") as c:
-        s = c.add_stream("libx264", rate=FPS)
-        s.width, s.height, s.pix_fmt = w, h, "yuv420p"
-        s.options = {"preset": "ultrafast", "g": str(FPS)}
-        for i in range(frames):
-            img = bg.copy()
-            img[40:100, (i * 4) % (w - 60):(i * 4) % (w - 60) + 60] = (250, 30, 30)
-            vf = av.VideoFrame.from_ndarray(img, format="rgb24")
-            vf.pts = i
-            for p in s.encode(vf):
-                c.mux(p)
-        for p in s.encode():
-            c.mux(p)
-    return path
-
-
 def corrupt_with_noise(src: Path, dst: Path, amount: int = 500) -> tuple[int, int]:
     """Remux ``src`` through FFmpeg's ``noise`` bitstream filter; returns (packets changed, packets)."""
     with av.open(str(src)) as inp, av.open(str(dst), "w") as out:
@@ -344,7 +324,7 @@ def corrupt_with_noise(src: Path, dst: Path, amount: int = 500) -> tuple[int, in
 
 
 def test_corrupted_stream_keeps_flowing(tmp_path, rtsp, model_path, model_names):
-    clean = _clip_with_keyframes(tmp_path / "clean.mp4", frames=20 * FPS)
+    clean = write_clip(tmp_path / "clean.mp4", frames=20 * FPS, fps=FPS, size=(320, 240), seed=3, gop=FPS)
     changed, packets = corrupt_with_noise(clean, tmp_path / "corrupt.mp4")
     assert packets == 20 * FPS and changed > packets // 2, f"noise changed {changed} of {packets} packets"
     srv = rtsp("--file", str(tmp_path / "corrupt.mp4"))
