@@ -103,7 +103,7 @@ def train(args, data_yaml: Path) -> Path:
             exist_ok=True,
             save_period=1,
             patience=100,
-            warmup_epochs=1.0,
+            warmup_epochs=0.0 if args.init else 1.0,  # a further stage starts from trained weights
             close_mosaic=0,
             scale=0.3,
             translate=0.1,
