@@ -150,8 +150,8 @@ class SiteScene(Scene):
         n_wrk = int(rng.integers(2, 13))
         for _ in range(n_exc):
             self.excavators.append(self._random_excavator(rng, self._spot(rng, v_rng=(0.2, 0.9))))
-        for _ in range(n_trk):
-            self.trucks.append(self._random_truck(rng))
+        for i in range(n_trk):
+            self.trucks.append(self._random_truck(rng, lane=(i, n_trk)))
         for _ in range(n_wrk):
             self.workers.append(self._random_worker(rng))
 
@@ -190,9 +190,16 @@ class SiteScene(Scene):
         first = Seg(0.0, float(wrng.uniform(0.0, 4.0)), start, start, start, "stand" if wrng.uniform() < 0.7 else "crouch")
         return Worker(self._tid(), float(wrng.uniform(1.6, 1.9)), worker_look(wrng), Timeline([first], extend), float(wrng.uniform(0, 6.28)))
 
-    def _random_truck(self, rng) -> Truck:
+    def _random_truck(self, rng, lane: tuple[int, int] = (0, 1)) -> Truck:
+        # Each truck drives in its own band of image columns (a wedge of ground seen from the
+        # camera), with a gap between bands: trucks pass in front of and behind each other but
+        # never drive through each other, which would make their visible masks trade places.
         trng = np.random.default_rng(rng.integers(2**63))
-        start = self._spot(trng, avoid_machines=12.0, v_rng=(0.15, 0.95))
+        i, n = lane
+        width = 0.94 / n
+        gap = 0.2 * width if n > 1 else 0.0
+        u_rng = (0.03 + i * width + gap, 0.03 + (i + 1) * width - gap)
+        start = self._spot(trng, avoid_machines=12.0, u_rng=u_rng, v_rng=(0.15, 0.95))
         speed = float(trng.uniform(2.5, 6.0))
         tip_max = float(trng.uniform(40, 58))
 
@@ -214,7 +221,7 @@ class SiteScene(Scene):
                 ctrl = p - fwd * dist * 0.5
                 return [Seg(last.t1, last.t1 + dist / (speed * 0.5) * 1.5, p, q, ctrl, "reverse", hd)]
             for _ in range(30):
-                q = self._spot(trng, avoid_machines=12.0, v_rng=(0.1, 1.0))
+                q = self._spot(trng, avoid_machines=12.0, u_rng=u_rng, v_rng=(0.1, 1.0))
                 dist = float(np.hypot(*(q - p)))
                 if 8.0 <= dist <= 60.0:
                     break

@@ -12,6 +12,9 @@ import numpy as np
 STD_POS = 1.0 / 20  # measurement noise, fraction of height
 STD_VEL = 1.0 / 160  # process noise on velocity, fraction of height per (1/15 s)
 REF_DT = 1.0 / 15
+# noise scales with the box height, but no less than this: a 5 px ball moves (and turns) like a
+# much bigger object, and its filter must let it
+MIN_SCALE_PX = 16.0
 
 
 def initiate(z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -19,7 +22,7 @@ def initiate(z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     n = len(z)
     mean = np.zeros((n, 8))
     mean[:, :4] = z
-    h = np.maximum(z[:, 3], 1.0)
+    h = np.maximum(z[:, 3], MIN_SCALE_PX)
     std = np.stack([2 * STD_POS * h, 2 * STD_POS * h, 2 * STD_POS * h, 2 * STD_POS * h,
                     10 * STD_VEL * h / REF_DT, 10 * STD_VEL * h / REF_DT,
                     10 * STD_VEL * h / REF_DT, 10 * STD_VEL * h / REF_DT], axis=1)
@@ -35,7 +38,7 @@ def predict(mean: np.ndarray, cov: np.ndarray, dt: float) -> tuple[np.ndarray, n
         return mean, cov
     f = np.eye(8)
     f[:4, 4:] = np.eye(4) * dt
-    h = np.maximum(mean[:, 3], 1.0)
+    h = np.maximum(mean[:, 3], MIN_SCALE_PX)
     k = max(dt / REF_DT, 1e-3)
     std = np.stack([STD_POS * h * k, STD_POS * h * k, STD_POS * h * k, STD_POS * h * k,
                     STD_VEL * h / REF_DT * k, STD_VEL * h / REF_DT * k,
@@ -53,7 +56,7 @@ def update(mean: np.ndarray, cov: np.ndarray, z: np.ndarray) -> tuple[np.ndarray
     """Correct tracks (n, 8) with measurements (n, 4)."""
     if len(mean) == 0:
         return mean, cov
-    h = np.maximum(mean[:, 3], 1.0)
+    h = np.maximum(mean[:, 3], MIN_SCALE_PX)
     r = np.zeros((len(mean), 4, 4))
     idx = np.arange(4)
     r[:, idx, idx] = (STD_POS * h)[:, None] ** 2

@@ -12,7 +12,14 @@ Association (per frame, stream time ``t``):
      for objects that accelerate out of their predicted box;
   4. unmatched high-confidence detections start tentative tracks, confirmed after
      ``min_hits`` matches; tentative tracks that miss a frame are dropped; confirmed
-     tracks that miss are kept ``max_lost_s`` stream seconds, then removed.
+     tracks that miss are kept ``max_lost_s`` stream seconds, then removed;
+  5. a track confirmed near where a lost track of the same class was expected takes over
+     that track's ID (an object coming out from behind another, or back into the frame,
+     is first seen too small or too far off to match).
+
+Boxes are compared clipped to the frame (objects at the border are seen clipped) and as if
+at least ``min_box_px`` big, so a few-pixel ball's jitter does not break its box IoU; the
+search radius of passes 3 and 5 grows with the filter's position uncertainty.
 
 State is a struct of arrays holding only live tracks: nothing grows with stream length.
 IDs start at 1, are unique per tracker, and are never reused.
@@ -42,6 +49,7 @@ class TrackerParams:
     mask_weight: float = 0.6
     class_penalty: float = 0.3
     recover_dist: float = 1.5  # third pass: a detection within this many track sizes of the prediction
+    min_box_px: float = 16.0  # boxes are compared as if at least this big (frame pixels)
     move_frac: float = 0.15  # a move larger than this fraction of the box height resets the stationary clock
 
 
@@ -51,6 +59,13 @@ def _xyxy_to_cxcywh(b: np.ndarray) -> np.ndarray:
 
 def _cxcywh_to_xyxy(b: np.ndarray) -> np.ndarray:
     return np.stack([b[:, 0] - b[:, 2] / 2, b[:, 1] - b[:, 3] / 2, b[:, 0] + b[:, 2] / 2, b[:, 1] + b[:, 3] / 2], axis=1)
+
+
+def _at_least(b: np.ndarray, size: float) -> np.ndarray:
+    """Boxes (n, 4) xyxy grown about their centres to at least ``size`` wide and high."""
+    c = (b[:, :2] + b[:, 2:]) / 2
+    half = np.maximum(b[:, 2:] - b[:, :2], size) / 2
+    return np.concatenate([c - half, c + half], axis=1)
 
 
 def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -158,7 +173,12 @@ class MaskTracker:
         if len(idx) == 0 or len(tracks) == 0:
             return np.zeros((len(idx), len(tracks)))
         pred_xyxy = _cxcywh_to_xyxy(self.mean[tracks, :4])
-        sim = box_iou(dets.xyxy[idx].astype(np.float64), pred_xyxy)
+        if dets.mask_space is not None:
+            # an object leaving or entering the frame is seen clipped at the border; so is its detection
+            w, h = dets.mask_space.frame_wh
+            pred_xyxy = np.clip(pred_xyxy, 0.0, [w, h, w, h])
+        # tiny objects (a ball, a far worker): a pixel of jitter must not drop their box IoU to nothing
+        sim = box_iou(_at_least(dets.xyxy[idx].astype(np.float64), self.p.min_box_px), _at_least(pred_xyxy, self.p.min_box_px))
         if det_box is not None and self.masks.shape[1:] == dets.masks.shape[1:]:
             shift = np.rint((self.mean[tracks, :2] - self.last_box[tracks, :2]) / np.array(scale)).astype(np.int64)
             miou = shifted_mask_iou(dets.masks[idx], det_box[idx], det_area[idx], self.masks[tracks],
@@ -172,13 +192,24 @@ class MaskTracker:
         """1 - centre distance / (recover_dist x track size), 0 beyond it, for the same class and a similar size."""
         if len(idx) == 0 or len(tracks) == 0:
             return np.zeros((len(idx), len(tracks)))
-        det = _xyxy_to_cxcywh(dets.xyxy[idx].astype(np.float64))
-        trk = self.mean[tracks, :4]
-        size = np.sqrt(np.maximum(trk[:, 2] * trk[:, 3], 1.0))
+        det_xyxy = dets.xyxy[idx].astype(np.float64)
+        trk_xyxy = _cxcywh_to_xyxy(self.mean[tracks, :4])
+        edge = np.zeros(len(idx), bool)
+        if dets.mask_space is not None:  # compare what is visible: clip predictions to the frame
+            w, h = dets.mask_space.frame_wh
+            trk_xyxy = np.clip(trk_xyxy, 0.0, [w, h, w, h])
+            edge = (det_xyxy[:, 0] <= 1) | (det_xyxy[:, 1] <= 1) | (det_xyxy[:, 2] >= w - 1) | (det_xyxy[:, 3] >= h - 1)
+        m = self.p.min_box_px  # tiny objects: sizes no smaller than this, as in the box IoU
+        det, trk = _xyxy_to_cxcywh(_at_least(det_xyxy, m)), _xyxy_to_cxcywh(_at_least(trk_xyxy, m))
+        size = np.sqrt(trk[:, 2] * trk[:, 3])
+        # the search radius grows with the filter's position uncertainty (long gaps, fast objects)
+        spread = np.sqrt(self.cov[tracks, 0, 0] + self.cov[tracks, 1, 1])
+        radius = self.p.recover_dist * size + 2.0 * spread
         dist = np.hypot(det[:, None, 0] - trk[None, :, 0], det[:, None, 1] - trk[None, :, 1])
-        near = np.clip(1.0 - dist / (self.p.recover_dist * size[None, :]), 0.0, None)
+        near = np.clip(1.0 - dist / radius[None, :], 0.0, None)
         ratio = (det[:, None, 2] * det[:, None, 3]) / np.maximum(trk[None, :, 2] * trk[None, :, 3], 1.0)
-        ok = (ratio > 0.5) & (ratio < 2.0) & (dets.class_id[idx][:, None] == self.track_class[tracks][None, :])
+        lo, hi = np.where(edge, 0.2, 0.5)[:, None], np.where(edge, 5.0, 2.0)[:, None]  # partly out of frame
+        ok = (ratio > lo) & (ratio < hi) & (dets.class_id[idx][:, None] == self.track_class[tracks][None, :])
         return np.where(ok, near, 0.0)
 
     @staticmethod
@@ -237,7 +268,9 @@ class MaskTracker:
             self.hits[t_idx] += 1
             self.last_seen[t_idx] = pts_s
             self._vote(t_idx, dets.class_id[d_idx], conf[d_idx])
+            was_confirmed = self.confirmed.copy()
             self.confirmed[t_idx] |= self.hits[t_idx] >= p.min_hits
+            newly = self.confirmed & ~was_confirmed
             moved = np.hypot(*(z[:, :2] - self.anchor[t_idx]).T) > p.move_frac * np.maximum(z[:, 3], 1.0)
             self.anchor[t_idx[moved]] = z[moved, :2]
             self.anchor_t[t_idx[moved]] = pts_s
@@ -246,6 +279,8 @@ class MaskTracker:
         matched = np.zeros(len(self.ids), bool)
         matched[list(det_to_track.values())] = True
         keep = matched | (self.confirmed & (pts_s - self.last_seen <= p.max_lost_s))
+        if det_to_track and newly.any():
+            keep &= ~self._inherit(np.flatnonzero(newly), np.flatnonzero(keep & ~matched), dets.mask_space)
         old_to_new = np.cumsum(keep) - 1
         self._keep(keep)
         det_to_track = {d: int(old_to_new[t]) for d, t in det_to_track.items()}
@@ -267,6 +302,32 @@ class MaskTracker:
         res.data["stationary_s"] = pts_s - self.anchor_t[out_t]
         res.data["track_xyxy"] = _cxcywh_to_xyxy(self.mean[out_t, :4]).astype(np.float32).reshape(-1, 4)
         return res
+
+    def _inherit(self, new: np.ndarray, lost: np.ndarray, space) -> np.ndarray:
+        """Tracks confirmed this frame near where a lost track of the same class was expected take
+        over that track's ID: the object came back (from behind an occluder, into the frame) and was
+        picked up as new before the lost track matched it. Returns the lost tracks taken over."""
+        gone = np.zeros(len(self.ids), bool)
+        if len(new) == 0 or len(lost) == 0:
+            return gone
+        box = _cxcywh_to_xyxy(self.mean[lost, :4])
+        if space is not None:  # an object that left the frame is looked for where it left
+            w, h = space.frame_wh
+            box = np.clip(box, 0.0, [w, h, w, h])
+        pred = _xyxy_to_cxcywh(_at_least(box, self.p.min_box_px))
+        size = np.sqrt(pred[:, 2] * pred[:, 3])
+        spread = np.sqrt(self.cov[lost, 0, 0] + self.cov[lost, 1, 1])
+        radius = self.p.recover_dist * size + 2.0 * spread
+        dist = np.hypot(self.mean[new, None, 0] - pred[None, :, 0], self.mean[new, None, 1] - pred[None, :, 1])
+        same = self.track_class[new][:, None] == self.track_class[lost][None, :]
+        near = np.where(same, np.clip(1.0 - dist / radius[None, :], 0.0, None), 0.0)
+        for r, c in self._assign(near, 1e-9):
+            n, old = new[r], lost[c]
+            self.ids[n] = self.ids[old]
+            self.first_seen[n] = self.first_seen[old]
+            self.votes[n] += self.votes[old]
+            gone[old] = True
+        return gone
 
     def _vote(self, t_idx: np.ndarray, cls: np.ndarray, conf: np.ndarray) -> None:
         need = int(cls.max()) + 1 if len(cls) else 0

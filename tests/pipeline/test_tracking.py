@@ -72,6 +72,47 @@ def test_short_occlusion_keeps_id_long_gets_new():
     assert out[-1].tracker_id[0] > out[0].tracker_id[0]  # never reused
 
 
+def test_object_coming_out_from_behind_an_occluder_keeps_id():
+    # a disc walks behind something for 8 frames and comes out as a sliver that grows: the sliver is
+    # too small and too far from the prediction to match at once, so it starts a tentative track,
+    # which takes over the lost track's ID when it is confirmed
+    frames = [[blob(20 + i, 40, r=8)] for i in range(10)] + [[]] * 8
+    frames += [[blob(34, 40, r=2)], [blob(35, 40, r=4)], [blob(36, 40, r=6)], [blob(37, 40, r=8)]]
+    out = run(MaskTracker(max_lost_s=1.0), frames)
+    first = int(out[0].tracker_id[0])
+    assert [int(o.tracker_id[0]) for o in out[-3:]] == [first] * 3
+    # far from where it was expected, it is another object
+    frames = [[blob(20 + i, 40, r=8)] for i in range(10)] + [[]] * 8 + [[blob(70, 10, r=4)]] * 3
+    out = run(MaskTracker(max_lost_s=1.0), frames)
+    assert int(out[-1].tracker_id[0]) != int(out[0].tracker_id[0])
+
+
+def test_tiny_object_with_pixel_jitter_keeps_id():
+    # a ball of one mask pixel (4 frame px) that jitters by a pixel: its boxes hardly overlap
+    rng = np.random.default_rng(0)
+    frames = []
+    for i in range(40):
+        m = np.zeros((80, 80), bool)
+        m[40 + rng.integers(-1, 2), 20 + i // 2 + rng.integers(-1, 2)] = True
+        frames.append([m])
+    out = run(MaskTracker(min_hits=1), frames)
+    assert all(len(o) == 1 for o in out)
+    assert len({int(o.tracker_id[0]) for o in out}) == 1
+
+
+def test_object_leaving_the_frame_and_coming_back_keeps_id():
+    # out through the right edge (seen clipped), 5 frames away, back in where it left
+    xs = list(range(64, 84, 2))  # centre beyond 80 = partly, then wholly, outside the mask space
+    frames = []
+    for x in xs:
+        m = blob(x, 40, r=8)
+        frames.append([m] if m.any() else [])
+    frames += [[]] * 5 + [[blob(x, 40, r=8)] for x in (79, 77, 75, 73, 71)]
+    out = run(MaskTracker(max_lost_s=1.0), frames)
+    seen = [int(o.tracker_id[0]) for o in out if len(o)]
+    assert len(set(seen)) == 1, seen
+
+
 def test_lost_time_is_stream_time_not_frames():
     # the same 10 missing frames: 0.33 s at 30 fps keeps the track, 2 s at 5 fps does not
     for dt, same in [(1 / 30, True), (1 / 5, False)]:

@@ -16,7 +16,8 @@ MODEL = ROOT / "tests" / "fixtures" / "models" / "yolo11-tiny-seg-random-dynamic
 # (scene, seed, scenario) -> IDF1 measured with this test's clips when the gate was set
 CASES = {
     ("pitch", 20000024, "box_entry"): 0.949,  # ByteTrack 0.882
-    ("pitch", 20000023, None): 0.897,  # ByteTrack 0.853
+    ("pitch", 20000023, None): 0.930,  # ByteTrack 0.853
+    ("site", 20000022, "truck_reverse"): 0.943,  # ByteTrack 0.912; a worker hidden behind the truck comes back
 }
 
 
