@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .events import AlertEvent, AlertObject
-from .geometry import boundary_points, mask_gap, project, rasterize, segments_intersect
+from .geometry import boundary_points, convex_gap_bound, ground_quads, mask_gap, project, rasterize, segments_intersect
 from .schema import DwellRule, IntrusionRule, LineCrossingRule, OccupancyRule, ProximityRule, ZoneFile
 
 EPS_S = 1e-6  # pts arithmetic is float: 1.4 - 0.4 must count as 1.0 s
@@ -67,7 +67,7 @@ class _Frame:
         self.stationary_s = None if stationary_s is None else np.asarray(stationary_s, np.float64)
         if masks is not None and self.n:
             flat = masks.reshape(self.n, -1)
-            self.area = flat.sum(axis=1).astype(np.float64)
+            self.area = np.count_nonzero(flat, axis=1).astype(np.float64)
             inter = flat.astype(np.float32) @ eng._zone_stack  # (n, zones)
             self.overlap = np.where(self.area[:, None] > 0, inter / np.maximum(self.area[:, None], 1), 0.0)
         else:
@@ -128,6 +128,9 @@ class ZoneEngine:
         self._zone_stack = (np.stack(stack, axis=1).astype(np.float32) if stack
                             else np.zeros((self.mask_wh[0] * self.mask_wh[1], 0), np.float32))
         self.ground = zone_file.ground_homography(self.frame_wh)
+        if self.ground is not None:  # the sign of w on the visible ground, from the calibration points
+            img = np.array(zone_file.to_px(zone_file.calibration.image, self.frame_wh), np.float64)
+            self._ground_sign = float(np.sign(np.median(np.c_[img, np.ones(len(img))] @ self.ground[2])))
         self.rules = [r for r in zone_file.rules if r.enabled]
         self.lines = {r.id: np.array(zone_file.to_px(r.line, self.frame_wh)) for r in self.rules
                       if isinstance(r, LineCrossingRule)}
@@ -219,9 +222,18 @@ class ZoneEngine:
             a_idx = [i for i in a_idx if f.overlap[i, zi] > 0]
             b_idx = [j for j in b_idx if f.overlap[j, zi] > 0]
         out = []
-        for i in a_idx:
-            for j in b_idx:
-                if i == j:
+        far = None
+        if rule.units == "m" and len(a_idx) and len(b_idx):
+            # exact pruning: every point of a box lands inside the box's ground quad, so pairs whose
+            # quads are further apart than the limit cannot have closer edge points
+            a_idx, b_idx = np.asarray(a_idx, int), np.asarray(b_idx, int)
+            quads, ok = ground_quads(self.ground, f.xyxy, self._ground_sign)
+            ii, jj = np.meshgrid(a_idx, b_idx, indexing="ij")
+            bound = convex_gap_bound(quads[ii.ravel()], quads[jj.ravel()]).reshape(ii.shape)
+            far = (bound > rule.max_distance + 1e-6) & ok[ii] & ok[jj]
+        for ai, i in enumerate(a_idx):
+            for bj, j in enumerate(b_idx):
+                if i == j or (far is not None and far[ai, bj]):
                     continue
                 if rule.units == "px":
                     # boxes further apart than the limit cannot have masks closer than it

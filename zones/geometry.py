@@ -117,6 +117,32 @@ def mask_gap(a: np.ndarray, b: np.ndarray, cell: np.ndarray) -> tuple[float, np.
     return d, a[i] + step, b[j] - step
 
 
+def ground_quads(h: np.ndarray, xyxy: np.ndarray, sign: float) -> tuple[np.ndarray, np.ndarray]:
+    """Boxes (n, 4) xyxy in frame pixels -> their corners on the ground (n, 4, 2), and whether
+    each box lies wholly on the ground side of the horizon (``sign``: the sign of the homography's
+    w for visible ground points). A homography maps such a box to a convex quad that holds the
+    ground image of every point in the box."""
+    b = np.asarray(xyxy, np.float64).reshape(-1, 4)
+    pts = np.stack([b[:, [0, 1]], b[:, [2, 1]], b[:, [2, 3]], b[:, [0, 3]]], axis=1)  # (n, 4, 2)
+    p = np.concatenate([pts, np.ones((*pts.shape[:2], 1))], axis=2) @ h.T
+    w = p[..., 2] * sign
+    ok = np.all(w > 1e-9, axis=1)
+    return p[..., :2] / np.where(ok[:, None, None], p[..., 2:3], 1.0), ok
+
+
+def convex_gap_bound(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """A lower bound of the distance between convex polygons a[k] and b[k] ((m, v, 2) each, vertices
+    in order): the largest gap between their projections on any edge normal (separating axes).
+    0 when they overlap; equal to the distance when an edge separates them."""
+    edges = np.concatenate([np.roll(a, -1, axis=1) - a, np.roll(b, -1, axis=1) - b], axis=1)  # (m, 2v, 2)
+    normals = np.stack([-edges[..., 1], edges[..., 0]], axis=-1)
+    normals /= np.maximum(np.linalg.norm(normals, axis=-1, keepdims=True), 1e-12)
+    pa = np.einsum("mvd,mnd->mnv", a, normals)  # (m, 2v, v)
+    pb = np.einsum("mvd,mnd->mnv", b, normals)
+    gap = np.maximum(pb.min(-1) - pa.max(-1), pa.min(-1) - pb.max(-1))
+    return np.maximum(gap.max(axis=1), 0.0)
+
+
 def segments_intersect(p1, p2, q1, q2) -> bool:
     """Whether segment p1-p2 meets segment q1-q2 (touching counts)."""
     def orient(a, b, c):
