@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from engines import Segmenter
 from zones import ZoneEngine
 
 from .config import Config
@@ -85,6 +86,7 @@ class Pipeline:
                  sinks: list[Sink] | None = None) -> None:
         self.cfg = cfg
         self.segmenter = segmenter
+        self._split_post = isinstance(segmenter, Segmenter)
         self.names: dict[int, str] = dict(segmenter.meta.names)
         self.max_frames = max_frames
         self.save_video = save_video
@@ -296,7 +298,13 @@ class Pipeline:
                     self._wake.wait(POLL_S)
                     self._wake.clear()
                     continue
-                results = self.segmenter([f.input for _, f in batch], [f.letterbox for _, f in batch])
+                if self._split_post:
+                    # the engine call only: decoding (NMS, masks) runs on each camera's analytics thread,
+                    # off the one thread every camera's frames queue for
+                    pred, protos = self.segmenter.engine.infer(self.segmenter.preprocess([f.input for _, f in batch]))
+                    results = [(pred[i], protos[i]) for i in range(len(batch))]
+                else:  # device segmenters decode where the tensors are
+                    results = self.segmenter([f.input for _, f in batch], [f.letterbox for _, f in batch])
                 for (c, frame), dets in zip(batch, results):
                     c.stats.inferred += 1
                     if not self._put(c.detections, (frame, dets)):
@@ -322,6 +330,8 @@ class Pipeline:
                     continue
                 frame, dets = item
                 last = frame
+                if isinstance(dets, tuple):  # raw outputs of one frame
+                    (dets,) = self.segmenter.postprocess([dets[0][None], dets[1][None]], [frame.letterbox])
                 if dets.masks is None:
                     raise ValueError("the segmenter returned no masks")
                 dets = tracker.update(dets, frame.pts_s)
