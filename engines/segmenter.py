@@ -52,6 +52,14 @@ class Segmenter:
             self.classes = np.asarray(ids, np.int64)
         self._batch = InputBatch(self.input_hw, engine.meta.batch)
 
+    def clone(self) -> Segmenter:
+        """The same engine and settings with its own input buffer, for another inference thread
+        (engines whose runtime allows concurrent calls, as ONNX Runtime sessions do)."""
+        other = object.__new__(Segmenter)
+        other.__dict__.update(self.__dict__)
+        other._batch = InputBatch(self.input_hw, self.engine.meta.batch)
+        return other
+
     @property
     def meta(self) -> ModelMeta:
         return self.engine.meta

@@ -97,6 +97,51 @@ def mode_model(seg, frames) -> dict:
     return _result("model only", len(frames), m, {"segment": _ms(times)})
 
 
+def mode_model_concurrent(seg, frames, workers: int) -> dict:
+    """The engine called by ``workers`` threads at once (each its own input buffer), as the pipeline's
+    inference workers call it."""
+    import threading
+
+    segs = [seg] + [seg.clone() for _ in range(workers - 1)]
+    times: list[float] = []
+    lock = threading.Lock()
+    it = iter(frames)
+
+    def work(s) -> None:
+        while True:
+            with lock:
+                f = next(it, None)
+            if f is None:
+                return
+            t0 = time.perf_counter()
+            s([f.input], [f.letterbox])
+            with lock:
+                times.append(time.perf_counter() - t0)
+
+    with _Meter() as m:
+        threads = [threading.Thread(target=work, args=(s,)) for s in segs]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    return _result(f"model only, {workers} concurrent calls", len(frames), m, {"segment": _ms(times)})
+
+
+def ratios(results: list[dict]) -> dict:
+    """The issue's comparisons, from one run (the model-only ceiling is the faster of its modes)."""
+    fps = {r["mode"]: r["fps"] for r in results}
+    model = max((v for k, v in fps.items() if k.startswith("model only")), default=0.0)
+    one = fps.get("pipeline, 1 camera", 0.0)
+    multi = next((v for k, v in fps.items() if k.startswith("pipeline, ") and k != "pipeline, 1 camera"), 0.0)
+    out = {}
+    for name, base in (("pipeline/naive", fps.get("naive loop", 0.0)), ("pipeline/model-only", model),
+                       ("pipeline/ultralytics", fps.get("ultralytics track loop", 0.0)), ("multi-camera/1-camera", one)):
+        num = multi if name.startswith("multi") else one
+        if base and num:
+            out[name] = round(num / base, 3)
+    return out
+
+
 def mode_decode(video: Path, input_hw, limit: int) -> dict:
     from .sources import VideoSource
 
@@ -229,7 +274,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
 
     from .cli import build_segmenter
-    from .config import load_config
+    from .config import inference_plan, load_config
 
     cfg = load_config(args.config)
     if args.model:
@@ -238,6 +283,10 @@ def main(argv: list[str] | None = None) -> int:
         cfg.model.threads = args.threads
     video = Path(args.video).resolve() if args.video else _synth_video(args.seconds)
     seg = build_segmenter(cfg.model, args.config, cfg.tracker)
+    # the pipeline's own engine set-up (inference workers, threads per call), as `maskwatch run` makes it
+    workers, threads = inference_plan(cfg)
+    seg_pipe = seg if workers == 1 and threads is None else build_segmenter(cfg.model, args.config, cfg.tracker,
+                                                                             threads=threads)
     skip = set(filter(None, args.skip.split(",")))
     import av
 
@@ -251,15 +300,19 @@ def main(argv: list[str] | None = None) -> int:
     results = []
     if "model" not in skip:
         results.append(mode_model(seg, frames))
+        if workers > 1:
+            for f in frames[:3]:
+                seg_pipe([f.input], [f.letterbox])
+            results.append(mode_model_concurrent(seg_pipe, frames, workers))
         del frames
     if "decode" not in skip:
         results.append(mode_decode(video, seg.input_hw, limit))
     if "naive" not in skip:
         results.append(mode_naive(seg, cfg, video, limit))
     if "pipeline" not in skip:
-        results.append(mode_pipeline(seg, cfg, video, 1, limit))
+        results.append(mode_pipeline(seg_pipe, cfg, video, 1, limit))
         if args.cameras > 1:
-            results.append(mode_pipeline(seg, cfg, video, args.cameras, limit))
+            results.append(mode_pipeline(seg_pipe, cfg, video, args.cameras, limit))
     if "ultralytics" not in skip:
         try:
             r = mode_ultralytics(cfg.model.path, video, cfg.model.conf, cfg.model.iou, seg.input_hw, limit)
@@ -272,9 +325,13 @@ def main(argv: list[str] | None = None) -> int:
     env = {"machine": platform.machine(), "cpus": os.cpu_count(), "python": platform.python_version(),
            "model": Path(cfg.model.path).name, "input": f"{w}x{h}", "video": str(video), "frames_per_mode": limit}
     print(f"maskwatch bench: {env['model']} at {env['input']} on {video.name}, {env['cpus']} CPUs, {limit} frames per mode")
+    env["inference_workers"], env["threads_per_call"] = workers, threads
     print(table(results))
+    rat = ratios(results)
+    if rat:
+        print("ratios (same run): " + ", ".join(f"{k} {v:.2f}x" for k, v in rat.items()))
     if args.json:
-        Path(args.json).write_text(json.dumps({"env": env, "results": results}, indent=2))
+        Path(args.json).write_text(json.dumps({"env": env, "results": results, "ratios": rat}, indent=2))
     return 0
 
 

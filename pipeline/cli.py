@@ -23,13 +23,14 @@ def _setup_logging(level: str) -> None:
                         format="%(asctime)s %(levelname)s [%(threadName)s] %(message)s")
 
 
-def build_segmenter(model_cfg, file: str | Path | None = None, tracker_cfg=None):
-    """Engine + pre/post-processing for a ``model`` config section; errors name the field."""
+def build_segmenter(model_cfg, file: str | Path | None = None, tracker_cfg=None, threads: int | None = None):
+    """Engine + pre/post-processing for a ``model`` config section; errors name the field.
+    ``threads``: engine threads per call (default: the config's, else the runtime's)."""
     from engines import Segmenter, load_engine
 
     try:
         engine = load_engine(model_cfg.path, backend=model_cfg.backend, device=model_cfg.device,
-                             names=model_cfg.names, threads=model_cfg.threads or None)
+                             names=model_cfg.names, threads=threads or model_cfg.threads or None)
     except FileNotFoundError:
         raise ConfigError(file, "model.path", f"model file not found: {model_cfg.path}") from None
     except (ValueError, RuntimeError, OSError) as exc:
@@ -85,7 +86,7 @@ def cmd_check(args) -> int:
 
 
 def cmd_run(args) -> int:
-    from .config import check_files, load_config
+    from .config import check_files, inference_plan, load_config
     from .stages import Pipeline
 
     cfg = load_config(args.config)
@@ -99,7 +100,7 @@ def cmd_run(args) -> int:
     for cam in cfg.cameras:
         if cam.zones:
             load_zone_file(cam.zones)
-    seg = build_segmenter(cfg.model, args.config, cfg.tracker)
+    seg = build_segmenter(cfg.model, args.config, cfg.tracker, threads=inference_plan(cfg)[1])
     _check_rule_classes(cfg, seg.meta.names, args.config)
 
     pipe = Pipeline(cfg, seg, max_frames=args.max_frames, save_video=Path(args.save_video) if args.save_video else None)

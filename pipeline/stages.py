@@ -27,7 +27,7 @@ import numpy as np
 from engines import Segmenter
 from zones import ZoneEngine
 
-from .config import Config
+from .config import Config, inference_plan
 from .draw import VideoWriter, annotate
 from .mqtt import MqttSink
 from .outbox import Outbox
@@ -97,6 +97,16 @@ class Pipeline:
         self.run_id = np.base_repr(int(time.time() * 1000), 36).lower()  # keeps alert ids unique across restarts
         self._failure_lock = threading.Lock()
         self._wake = threading.Event()  # a frame is waiting for inference
+        # inference workers: each its own Segmenter (input buffer) on the one engine; batches are
+        # numbered when gathered and handed on in that order
+        workers = inference_plan(cfg)[0] if hasattr(segmenter, "clone") else 1
+        self._segmenters = [segmenter] + [segmenter.clone() for _ in range(workers - 1)]
+        self._gather_lock = threading.Lock()
+        self._turn_cv = threading.Condition()
+        self._rr = 0
+        self._next_ticket = 0
+        self._turn = 0
+        self._workers_left = workers
         alerts = cfg.alerts
         if sinks is None:
             sinks = [MqttSink(alerts.mqtt)] if alerts.mqtt is not None else []  # first: a config error opens nothing
@@ -127,6 +137,7 @@ class Pipeline:
                 c.video = Ring(16, policy, f"{cam.id}/video")
             self.cameras.append(c)
         self.threads: list[threading.Thread] = []
+        self._open_cams = list(self.cameras)
         # camera status: True while frames flow; every change is logged, kept in camera_events and passed to
         # each on_camera_status hook as hook(camera_id, online) (e.g. an MQTT sink's publish_camera_status)
         self.camera_status: dict[str, bool] = {c.id: False for c in self.cameras}
@@ -284,36 +295,56 @@ class Pipeline:
             self._wake.clear()
         return batch
 
-    def _inference(self) -> None:
-        open_cams = list(self.cameras)
-        start = 0
+    def _inference(self, worker: int = 0) -> None:
+        """One inference worker. With several, each gathers its own batch (under a lock, so the camera
+        round-robin stays fair) and runs the engine at the same time as the others; results are handed
+        on in the order the batches were gathered, so every camera's frames stay in order."""
+        segmenter = self._segmenters[worker]
         try:
-            while open_cams and not self.abort.is_set():
+            while not self.abort.is_set():
                 finished: list[_Camera] = []
-                batch = self._gather(open_cams, start, finished)
-                start += 1  # round-robin: the next batch starts at the next camera
-                if not batch:
-                    for c in finished:
-                        c.detections.close()
+                with self._gather_lock:
+                    if not self._open_cams:
+                        return
+                    batch = self._gather(self._open_cams, self._rr, finished)
+                    self._rr += 1  # round-robin: the next batch starts at the next camera
+                    ticket = None
+                    if batch or finished:
+                        ticket, self._next_ticket = self._next_ticket, self._next_ticket + 1
+                if ticket is None:
                     self._wake.wait(POLL_S)
                     self._wake.clear()
                     continue
-                if self._split_post:
+                results: list = []
+                if batch and self._split_post:
                     # the engine call only: decoding (NMS, masks) runs on each camera's analytics thread,
-                    # off the one thread every camera's frames queue for
-                    pred, protos = self.segmenter.engine.infer(self.segmenter.preprocess([f.input for _, f in batch]))
+                    # off the thread(s) every camera's frames queue for
+                    pred, protos = segmenter.engine.infer(segmenter.preprocess([f.input for _, f in batch]))
                     results = [(pred[i], protos[i]) for i in range(len(batch))]
-                else:  # device segmenters decode where the tensors are
-                    results = self.segmenter([f.input for _, f in batch], [f.letterbox for _, f in batch])
-                for (c, frame), dets in zip(batch, results):
-                    c.stats.inferred += 1
-                    if not self._put(c.detections, (frame, dets)):
-                        return
-                for c in finished:  # after their last frames: analytics drain and end
-                    c.detections.close()
+                elif batch:  # device segmenters decode where the tensors are
+                    results = segmenter([f.input for _, f in batch], [f.letterbox for _, f in batch])
+                with self._turn_cv:
+                    while self._turn != ticket:
+                        if self.abort.is_set():
+                            return
+                        self._turn_cv.wait(POLL_S)
+                    try:
+                        for (c, frame), dets in zip(batch, results):
+                            c.stats.inferred += 1
+                            if not self._put(c.detections, (frame, dets)):
+                                return
+                        for c in finished:  # after their last frames: analytics drain and end
+                            c.detections.close()
+                    finally:
+                        self._turn += 1
+                        self._turn_cv.notify_all()
         finally:
-            for c in self.cameras:
-                c.detections.close()
+            with self._gather_lock:
+                self._workers_left -= 1
+                last = self._workers_left == 0
+            if last or self.abort.is_set():
+                for c in self.cameras:
+                    c.detections.close()
 
     def _analytics(self, c: _Camera) -> None:
         tracker = MaskTracker(self.cfg.tracker.params(self.cfg.model.conf))
@@ -412,7 +443,10 @@ class Pipeline:
         multi = len(self.cameras) > 1
         for c in self.cameras:
             self._thread(f"camera:{c.id}/source", c.id, "source", lambda c=c: self._source(c)).start()
-        self._thread("inference", None if multi else self.cameras[0].id, "inference", self._inference).start()
+        n = len(self._segmenters)
+        for k in range(n):
+            self._thread("inference" if n == 1 else f"inference-{k}", None if multi else self.cameras[0].id,
+                         "inference", lambda k=k: self._inference(k)).start()
         self._analytics_threads = []
         for c in self.cameras:
             t = self._thread(f"camera:{c.id}/analytics", c.id, "analytics", lambda c=c: self._analytics(c))

@@ -69,7 +69,7 @@ def match(gt: list[dict], pred: list[dict], fps: float) -> dict:
 
 def evaluate(config: str | Path, gt_path: str | Path, log=print) -> dict:
     from pipeline.cli import build_segmenter
-    from pipeline.config import check_files, load_config
+    from pipeline.config import check_files, inference_plan, load_config
     from pipeline.stages import Pipeline
 
     gt = json.loads(Path(gt_path).read_text())
@@ -80,7 +80,7 @@ def evaluate(config: str | Path, gt_path: str | Path, log=print) -> dict:
     with tempfile.TemporaryDirectory(prefix="maskwatch-eval-") as tmp:
         cfg.alerts.jsonl = Path(tmp) / "alerts.jsonl"
         cfg.alerts.outbox = Path(tmp) / "outbox.sqlite"
-        pipe = Pipeline(cfg, build_segmenter(cfg.model, config, cfg.tracker))
+        pipe = Pipeline(cfg, build_segmenter(cfg.model, config, cfg.tracker, threads=inference_plan(cfg)[1]))
         pipe.start()
         pipe.wait()
         if pipe.failure is not None:

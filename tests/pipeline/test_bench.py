@@ -19,12 +19,18 @@ def test_bench_json_structure(tmp_path, model_path, model_names):
     data = json.loads(out.read_text())
     assert data["env"]["frames_per_mode"] == 15
     modes = [r["mode"] for r in data["results"]]
-    assert modes[:5] == ["model only", "decode only", "naive loop", "pipeline, 1 camera", "pipeline, 2 cameras"]
+    workers = data["env"]["inference_workers"]
+    assert workers >= 1
+    concurrent = [f"model only, {workers} concurrent calls"] if workers > 1 else []
+    assert modes[:5 + len(concurrent)] == ["model only", *concurrent, "decode only", "naive loop", "pipeline, 1 camera",
+                                          "pipeline, 2 cameras"]
     for r in data["results"]:
         assert r["frames"] > 0 and r["fps"] > 0 and r["cpu_s_per_frame"] > 0 and r["peak_rss_mb"] > 0, r
         assert r["stages_ms"], r
         for stage in r["stages_ms"].values():
             assert stage["median"] > 0 and stage["p95"] >= stage["median"], r
-    pipe2 = data["results"][4]
+    pipe2 = data["results"][modes.index("pipeline, 2 cameras")]
     assert pipe2["frames"] == 30 and set(pipe2["per_camera_frames"].values()) == {15}
     assert pipe2["latency_ms"]["p99"] >= pipe2["latency_ms"]["p50"] > 0
+    for name in ("pipeline/naive", "pipeline/model-only", "multi-camera/1-camera"):
+        assert data["ratios"][name] > 0

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import av
 import numpy as np
+import pytest
 
 from pipeline.config import load_config
 from pipeline.stages import Pipeline
@@ -181,3 +182,65 @@ def test_two_cameras_each_get_every_frame(tmp_path, model_path, model_names):
     assert cams["a"]["analysed"] == 20 and cams["b"]["analysed"] == 35
     cams_in_alerts = {json.loads(x)["camera"] for x in (tmp_path / "var/alerts.jsonl").read_text().splitlines()}
     assert cams_in_alerts <= {"a", "b"}
+
+
+class _FailingEngine:
+    """Wraps a real engine and raises on its 5th call (from whichever inference worker makes it)."""
+
+    def __init__(self, inner):
+        self.inner, self.meta, self.calls = inner, inner.meta, 0
+        self._lock = threading.Lock()
+
+    def infer(self, batch):
+        with self._lock:
+            self.calls += 1
+            n = self.calls
+        if n == 5:
+            raise RuntimeError("engine exploded")
+        return self.inner.infer(batch)
+
+
+@pytest.mark.parametrize("workers", [2, 3])
+def test_inference_workers_keep_frame_order_and_lose_nothing(tmp_path, model_path, model_names, monkeypatch, workers):
+    from pipeline import stages
+    from pipeline.cli import build_segmenter
+
+    seen: dict[str, list[int]] = {}
+    real_update = stages.MaskTracker.update
+
+    def spy(self, dets, pts_s):  # what each camera's analytics thread gets, in arrival order
+        seen.setdefault(threading.current_thread().name, []).append(round(pts_s * 15))
+        return real_update(self, dets, pts_s)
+
+    monkeypatch.setattr(stages.MaskTracker, "update", spy)
+    a = write_clip(tmp_path / "a.mp4", frames=40, seed=1)
+    b = write_clip(tmp_path / "b.mp4", frames=25, seed=2)
+    cfg = load_config(write_config(tmp_path, model_path, a, model_names, cameras=[
+        {"id": "a", "source": str(a), "zones": "zones.yaml"}, {"id": "b", "source": str(b), "zones": "zones.yaml"}]))
+    cfg.pipeline.inference_workers = workers
+    cfg.pipeline.batch = 1
+    pipe = Pipeline(cfg, build_segmenter(cfg.model, None, cfg.tracker, threads=1))
+    assert len([t for t in pipe._segmenters]) == workers
+    pipe.start()
+    pipe.wait()
+    assert pipe.failure is None
+    assert seen["camera:a/analytics"] == list(range(40))
+    assert seen["camera:b/analytics"] == list(range(25))
+    assert sum(t.name.startswith("inference-") for t in pipe.threads) == workers
+
+
+def test_inference_worker_error_stops_run(tmp_path, model_path, model_names):
+    from pipeline.cli import build_segmenter
+
+    long_clip = write_clip(tmp_path / "long.mp4", frames=300, fps=15)
+    cfg = load_config(write_config(tmp_path, model_path, long_clip, model_names))
+    cfg.pipeline.inference_workers = 2
+    seg = build_segmenter(cfg.model, None, cfg.tracker, threads=1)
+    seg.engine = _FailingEngine(seg.engine)
+    pipe = Pipeline(cfg, seg)
+    pipe.start()
+    t0 = time.monotonic()
+    pipe.wait()
+    assert time.monotonic() - t0 < 30
+    assert str(pipe.failure) == "camera cam1, stage inference: RuntimeError: engine exploded"
+    assert not any(t.is_alive() for t in pipe.threads)
