@@ -185,7 +185,11 @@ class AlertsConfig(_Strict):
 
 
 class PipelineConfig(_Strict):
-    frame_ring_slots: int = Field(4, ge=1, le=1024, description="Slots of each camera's frame ring.")
+    frame_ring_slots: int = Field(4, ge=1, le=1024, description="Slots of each file camera's frame ring.")
+    live_frame_ring_slots: int = Field(1, ge=1, le=1024,
+                                       description="Slots of each live camera's frame ring: when inference falls "
+                                                   "behind, the oldest frames are dropped (counted), so what is "
+                                                   "analysed is at most this many frames old.")
     detection_ring_slots: int = Field(8, ge=1, le=1024, description="Slots of each camera's detection ring.")
     shutdown_timeout_s: float = Field(5.0, gt=0, le=300, description="Bound on joining threads at shutdown.")
     batch: int | None = Field(None, ge=1, le=64,

@@ -86,7 +86,6 @@ class Pipeline:
                  sinks: list[Sink] | None = None) -> None:
         self.cfg = cfg
         self.segmenter = segmenter
-        self._split_post = isinstance(segmenter, Segmenter)
         self.names: dict[int, str] = dict(segmenter.meta.names)
         self.max_frames = max_frames
         self.save_video = save_video
@@ -97,16 +96,15 @@ class Pipeline:
         self.run_id = np.base_repr(int(time.time() * 1000), 36).lower()  # keeps alert ids unique across restarts
         self._failure_lock = threading.Lock()
         self._wake = threading.Event()  # a frame is waiting for inference
-        # inference workers: each its own Segmenter (input buffer) on the one engine; batches are
-        # numbered when gathered and handed on in that order
-        workers = inference_plan(cfg)[0] if hasattr(segmenter, "clone") else 1
-        self._segmenters = [segmenter] + [segmenter.clone() for _ in range(workers - 1)]
+        # inference workers (set up at start): each its own Segmenter (input buffer) on the one engine;
+        # batches are numbered when gathered and handed on in that order
+        self._segmenters: list = []
         self._gather_lock = threading.Lock()
         self._turn_cv = threading.Condition()
         self._rr = 0
         self._next_ticket = 0
         self._turn = 0
-        self._workers_left = workers
+        self._workers_left = 0
         alerts = cfg.alerts
         if sinks is None:
             sinks = [MqttSink(alerts.mqtt)] if alerts.mqtt is not None else []  # first: a config error opens nothing
@@ -129,7 +127,7 @@ class Pipeline:
             policy = "drop_oldest" if src.live else "block"
             c = _Camera(
                 cam.id, src,
-                Ring(slots.frame_ring_slots, policy, f"{cam.id}/frames"),
+                Ring(slots.live_frame_ring_slots if src.live else slots.frame_ring_slots, policy, f"{cam.id}/frames"),
                 Ring(slots.detection_ring_slots, "block", f"{cam.id}/detections"),
                 cam.zones,
             )
@@ -443,7 +441,11 @@ class Pipeline:
         multi = len(self.cameras) > 1
         for c in self.cameras:
             self._thread(f"camera:{c.id}/source", c.id, "source", lambda c=c: self._source(c)).start()
-        n = len(self._segmenters)
+        seg = self.segmenter
+        self._split_post = isinstance(seg, Segmenter)
+        n = inference_plan(self.cfg)[0] if hasattr(seg, "clone") else 1
+        self._segmenters = [seg] + [seg.clone() for _ in range(n - 1)]
+        self._workers_left = n
         for k in range(n):
             self._thread("inference" if n == 1 else f"inference-{k}", None if multi else self.cameras[0].id,
                          "inference", lambda k=k: self._inference(k)).start()

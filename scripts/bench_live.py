@@ -4,7 +4,8 @@
 
 Reports per camera: analysed fps, drop rate (frames dropped by the drop-oldest ring / decoded),
 latency from frame arrival to inference done and to the alert being durable in the outbox
-(p50 / p99), and the process RSS at start and end. Needs the Debian packages of scripts/setup.sh
+(p50 / p99), the process RSS at start and end, and each minute's RSS and frame-to-analysed latency
+(p50 / p99, all cameras) to show growth between minute 1 and the last. Needs the Debian packages of scripts/setup.sh
 (the servers run under /usr/bin/python3 with python3-gi). Not a test: no pass/fail.
 """
 
@@ -27,7 +28,7 @@ sys.path.insert(0, str(ROOT))
 from pipeline.cli import build_segmenter  # noqa: E402
 from pipeline.config import load_config  # noqa: E402
 from pipeline.stages import Pipeline  # noqa: E402
-from tests.conftest import find_test_model, write_config  # noqa: E402
+from tests.conftest import write_config  # noqa: E402
 from tests.pipeline.conftest import free_port  # noqa: E402
 
 
@@ -57,14 +58,15 @@ def main() -> int:
     p.add_argument("--fps", type=int, default=15)
     p.add_argument("--size", default="1280x720", help="camera frame size WxH")
     p.add_argument("--seconds", type=float, default=600)
-    p.add_argument("--model", type=Path, default=None, help="ONNX model (default: the test model)")
+    p.add_argument("--model", type=Path, default=ROOT / "models" / "maskwatch-demo-seg.onnx",
+                   help="ONNX model (default: the bundled demo model)")
     p.add_argument("--conf", type=float, default=0.05, help="low, so that the whole-frame zone alerts")
     p.add_argument("--batch", type=int, default=None)
     p.add_argument("--batch-timeout-ms", type=float, default=0)
     p.add_argument("--out", type=Path, help="also write the report here (JSON)")
     args = p.parse_args()
     w, h = (int(x) for x in args.size.split("x"))
-    model = args.model or find_test_model()
+    model = args.model
     patterns = ["ball", "smpte", "snow", "pinwheel", "spokes", "gradient", "circular", "zone-plate"]
     servers: list[subprocess.Popen] = []
     tmp = Path(tempfile.mkdtemp(prefix="bench-live-"))
@@ -104,18 +106,38 @@ def main() -> int:
         t0 = time.monotonic()
         warm = {c.id: (0, 0) for c in pipe.cameras}
         t_warm = t0
+        minutes: list[dict] = []  # per minute: RSS and frame-to-analysed latency of every camera together
+        lat_seen = {c.id: 0 for c in pipe.cameras}
+        next_mark = t0 + 60
         while time.monotonic() - t0 < args.seconds and pipe.failure is None:
             time.sleep(1)
             if time.monotonic() - t0 < 10:  # count from 10 s on: connection and model warm-up excluded
                 warm = {c.id: (c.stats.analysed, c.frames.dropped) for c in pipe.cameras}
                 t_warm = time.monotonic()
+            if time.monotonic() >= next_mark:
+                next_mark += 60
+                lat = []
+                for c in pipe.cameras:
+                    xs = list(c.stats.latency_s)  # a bounded deque: take what arrived since the last mark
+                    new = c.stats.analysed - lat_seen[c.id]
+                    lat += xs[-new:] if 0 < new <= len(xs) else xs
+                    lat_seen[c.id] = c.stats.analysed
+                minutes.append({"minute": len(minutes) + 1, "rss_mb": round(rss_mb(), 1),
+                                "latency_ms_p50": pct(lat, 50), "latency_ms_p99": pct(lat, 99),
+                                "analysed": sum(c.stats.analysed for c in pipe.cameras)})
+                print(json.dumps(minutes[-1]), flush=True)
         elapsed = time.monotonic() - t_warm
         rss1 = rss_mb()
         pipe.request_stop()
         pipe.wait()
         report = {"cameras": args.cameras, "fps": args.fps, "size": args.size, "seconds": round(elapsed, 1),
                   "batch": pipe.batch, "model": model.name, "rss_mb_start": round(rss0), "rss_mb_end": round(rss1),
-                  "failure": str(pipe.failure) if pipe.failure else None, "per_camera": {}}
+                  "failure": str(pipe.failure) if pipe.failure else None, "minutes": minutes, "per_camera": {}}
+        if len(minutes) >= 2:
+            first, last = minutes[0], minutes[-1]
+            report["rss_growth_first_to_last_minute"] = round(last["rss_mb"] / first["rss_mb"] - 1, 4)
+            if first["latency_ms_p99"] and last["latency_ms_p99"]:
+                report["latency_p99_first_to_last_minute_ms"] = [first["latency_ms_p99"], last["latency_ms_p99"]]
         for c in pipe.cameras:
             a0, d0 = warm[c.id]
             analysed, dropped = c.stats.analysed - a0, c.frames.dropped - d0

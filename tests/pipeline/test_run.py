@@ -220,8 +220,8 @@ def test_inference_workers_keep_frame_order_and_lose_nothing(tmp_path, model_pat
     cfg.pipeline.inference_workers = workers
     cfg.pipeline.batch = 1
     pipe = Pipeline(cfg, build_segmenter(cfg.model, None, cfg.tracker, threads=1))
-    assert len([t for t in pipe._segmenters]) == workers
     pipe.start()
+    assert len(pipe._segmenters) == workers
     pipe.wait()
     assert pipe.failure is None
     assert seen["camera:a/analytics"] == list(range(40))

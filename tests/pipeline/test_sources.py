@@ -139,7 +139,8 @@ def test_batches_are_fair_across_cameras_and_run_as_one_engine_call(tmp_path, mo
     assert pipe.failure is None
     assert [c.stats.analysed for c in pipe.cameras] == [12, 24, 36]  # files stay lossless
     assert all(len(b) <= 2 for b in batches)
-    assert engine_batches == [len(b) for b in batches]  # one engine run per batch: a true batch
+    # one engine run per batch: a true batch (inference workers may finish in either order)
+    assert sorted(engine_batches) == sorted(len(b) for b in batches)
     assert sum(len(b) == 2 for b in batches) >= len(batches) // 2
     assert {"c0", "c1", "c2"} <= set(sum(batches[:6], [])), f"a camera waited while others ran: {batches[:6]}"
 
