@@ -1,6 +1,6 @@
 """Segmentation engines: model runtimes behind one interface, Ultralytics-exact pre/post-processing.
 
-``load_engine`` picks a backend (ONNX Runtime now; TensorRT and TorchScript are planned) and reads the
+``load_engine`` picks a backend (ONNX Runtime, TensorRT, TorchScript) and reads the
 model's metadata; ``letterbox`` fits a frame into the model input; ``Segmenter`` turns letterboxed
 frames into ``Detections`` with masks in mask space.
 
@@ -19,6 +19,8 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
 from engines import ort as _ort  # noqa: E402, F401  (registers the backends)
+from engines import torchscript as _torchscript  # noqa: E402, F401  (imports torch only when used)
+from engines import tensorrt as _tensorrt  # noqa: E402, F401  (registers TensorRT; imports it lazily)
 from engines.base import Backend, Engine, ModelMeta, backends, load_engine, register_backend  # noqa: E402
 from engines.preprocess import InputBatch, Letterbox, letterbox  # noqa: E402
 from engines.results import Detections, MaskSpace  # noqa: E402

@@ -343,7 +343,8 @@ def load_engine(
 ) -> Engine:
     """Load a segmentation model.
 
-    ``backend``: "auto" (by file suffix), "onnxruntime"; "tensorrt" and "torchscript" are planned.
+    ``backend``: "auto" (by file suffix), "onnxruntime", "tensorrt" (an .engine, or an .onnx built through
+    the engine cache), "torchscript".
     ``device``: "cpu", "cuda" or "cuda:N". ``names`` overrides or supplies the class names (needed
     for a model without metadata). ``threads``: intra-op threads (None: the runtime's default).
     """

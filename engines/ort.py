@@ -113,9 +113,3 @@ class OrtEngine(Engine):
 
 
 register_backend(Backend("onnxruntime", (".onnx",), OrtEngine, "ONNX Runtime, CPU or CUDA"))
-register_backend(
-    Backend("tensorrt", (".engine", ".plan"), None, "TensorRT engines are planned for a later release")
-)
-register_backend(
-    Backend("torchscript", (".torchscript",), None, "TorchScript models are planned for a later release")
-)

@@ -19,6 +19,8 @@ class Segmenter:
     Not thread-safe (it reuses its input buffer): one Segmenter per inference thread.
     """
 
+    host_decode = True  # outputs are numpy arrays; ``postprocess`` may run on any thread
+
     def __init__(
         self,
         engine: Engine,

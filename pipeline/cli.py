@@ -46,8 +46,11 @@ def build_segmenter(model_cfg, file: str | Path | None = None, tracker_cfg=None,
     conf = model_cfg.conf
     if tracker_cfg is not None:  # the tracker's second pass needs the low-confidence detections too
         conf = min(conf, tracker_cfg.low_conf)
-    return Segmenter(engine, conf=conf, iou=model_cfg.iou, max_det=model_cfg.max_det,
-                     classes=classes, agnostic=model_cfg.agnostic_nms)
+    kind = Segmenter
+    if hasattr(engine, "infer_torch"):  # TensorRT / TorchScript: pre- and post-processing on the device too
+        from engines.torch_ops import TorchSegmenter as kind
+    return kind(engine, conf=conf, iou=model_cfg.iou, max_det=model_cfg.max_det,
+                classes=classes, agnostic=model_cfg.agnostic_nms)
 
 
 def _check_rule_classes(cfg, names: dict[int, str], file) -> None:
@@ -177,6 +180,21 @@ def cmd_eval(args) -> int:
     raise SystemExit(f"unknown eval {args.what!r}")
 
 
+def cmd_engine(args) -> int:
+    from engines.tensorrt import build_engine
+
+    try:
+        out = build_engine(args.model, args.out, fp16=args.fp16, batch=args.batch, dynamic=args.dynamic or None,
+                           workspace_gib=args.workspace, verbose=args.log_level == "debug")
+    except ValueError as exc:  # missing TensorRT, a bad option or model: one line, exit 2
+        raise ConfigError(None, "", f"engine build: {exc}") from None
+    except RuntimeError as exc:  # TensorRT failed to build
+        print(f"maskwatch: error: engine build: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    print(f"wrote {out}")
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="maskwatch",
@@ -232,6 +250,21 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("rest", nargs=argparse.REMAINDER,
                    help="`maskwatch bench --help` or `maskwatch bench engine --help` for the options")
     b.set_defaults(func=cmd_bench)
+
+    en = sub.add_parser("engine", help="TensorRT engines: `engine build MODEL.onnx` (needs an NVIDIA GPU)")
+    en_sub = en.add_subparsers(dest="engine_command", metavar="ACTION", required=True)
+    eb = en_sub.add_parser("build", help="build a TensorRT engine from an ONNX model",
+                           description="Build a TensorRT 10/11 engine with Ultralytics' metadata header "
+                                       "(Ultralytics loads it too). Exit 2 on a bad option or model, or without TensorRT.")
+    eb.add_argument("model", metavar="MODEL.onnx", help="ONNX model (Ultralytics export)")
+    eb.add_argument("--fp16", action="store_true",
+                    help="fp16 engine (TensorRT 10: builder flag; TensorRT 11: built from an fp16 ONNX, fp32 I/O)")
+    eb.add_argument("--batch", type=int, metavar="B",
+                    help="batch size (default: the ONNX's; other values need an ONNX with a dynamic batch axis)")
+    eb.add_argument("--dynamic", action="store_true", help="accept any batch from 1 to B (optimization profile 1/B/B)")
+    eb.add_argument("--workspace", type=float, metavar="GiB", help="builder workspace limit in GiB (default: TensorRT's)")
+    eb.add_argument("--out", metavar="MODEL.engine", help="output file (default: MODEL with the suffix .engine)")
+    eb.set_defaults(func=cmd_engine)
     return p
 
 

@@ -442,7 +442,7 @@ class Pipeline:
         for c in self.cameras:
             self._thread(f"camera:{c.id}/source", c.id, "source", lambda c=c: self._source(c)).start()
         seg = self.segmenter
-        self._split_post = isinstance(seg, Segmenter)
+        self._split_post = isinstance(seg, Segmenter) and seg.host_decode
         n = inference_plan(self.cfg)[0] if hasattr(seg, "clone") else 1
         self._segmenters = [seg] + [seg.clone() for _ in range(n - 1)]
         self._workers_left = n

@@ -18,6 +18,16 @@ Writes:
   stored with ``np.packbits`` along the last axis and their shape in ``masks_*_shape``.
 * ``tests/fixtures/parity/<model stem>/manifest.json``: what produced the fixtures (versions, thresholds).
 
+``--torchscript-only`` touches none of the above: it rebuilds the tiny dynamic model (same seed, same
+calibration frames, same arguments), checks that the rebuild's ONNX export reproduces the committed
+``yolo11-tiny-seg-random-dynamic.onnx`` (raw outputs within 1e-4 on the fixture frames; measured:
+bit-identical), exports the same weights with ``format="torchscript"`` next to it (``.torchscript``,
+Ultralytics' metadata in ``config.txt``) and checks its raw outputs against the committed ONNX too
+(relative 1e-3: PyTorch and ONNX Runtime round differently, see ``export_torchscript_fixture``). When the weights cannot be
+reproduced it writes nothing and says so (then export a new .onnx + .torchscript pair instead)::
+
+    /work/venvs/train/bin/python scripts/make_parity_fixtures.py --torchscript-only
+
 With random weights the class scores are tiny, so the head's class biases are raised (seeded, see
 ``--cls-bias``) and a low confidence threshold is used so that every frame has detections.
 """
@@ -144,6 +154,100 @@ def export(model, imgsz: list[int], dynamic: bool, opset: int, out: Path) -> Pat
     return out
 
 
+TINY_SCALE = (0.33, 0.0625, 1024)  # depth, width, max channels of the tiny dynamic model
+TINY_IMGSZ = [320, 320]
+TINY_STEM = "yolo11-tiny-seg-random-dynamic"
+
+
+def build_tiny(args, tmp: Path, frames: dict):
+    """The tiny dynamic-batch model; the same call the full run makes, so the weights are the same."""
+    return build_random_model(TINY_SCALE, 3, args.seed + 1, args.cls_bias, tmp, list(frames.values()), TINY_IMGSZ)
+
+
+def _ort_outputs(onnx_path: Path, x: np.ndarray) -> list[np.ndarray]:
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    out = session.run(None, {session.get_inputs()[0].name: x})
+    return [next(o for o in out if o.ndim == 3), next(o for o in out if o.ndim == 4)]
+
+
+def _check_frames(frames: dict, imgsz: list[int]) -> list[np.ndarray]:
+    """Letterboxed RGB float32 (1, 3, H, W) inputs of the fixture frames (Ultralytics' preprocessing)."""
+    from ultralytics.data.augment import LetterBox
+
+    out = []
+    for bgr in frames.values():
+        im = LetterBox(tuple(imgsz), auto=False)(image=bgr)[..., ::-1]
+        out.append((np.ascontiguousarray(im.transpose(2, 0, 1))[None] / np.float32(255)).astype(np.float32))
+    return out
+
+
+def export_torchscript_fixture(args, frames: dict, weights_atol: float = 1e-4, rtol: float = 1e-3) -> int:
+    """Rebuild the tiny model, prove it is the committed ONNX's, and export it to TorchScript beside it.
+
+    Two checks. Same weights: the rebuild's own ONNX export must reproduce the committed file's raw
+    outputs within ``weights_atol`` (ONNX Runtime on both sides; measured: bit-identical). Same model in
+    the other runtime: PyTorch's CPU kernels sum in another order than ONNX Runtime's fused ones, so
+    the TorchScript outputs differ by float rounding that grows through the layers (measured on the
+    five fixture frames: boxes up to ~0.01 px of 320, scores ~4e-5, coefficients ~1.5e-4, prototypes
+    ~3e-4; the eager PyTorch model differs as much), so that check is relative:
+    ``|ts - onnx| <= rtol * (1 + |onnx|)``.
+    """
+    import torch
+
+    committed = MODELS_DIR / f"{TINY_STEM}.onnx"
+    if not committed.is_file():
+        print(f"missing {committed}; run without --torchscript-only first", file=sys.stderr)
+        return 1
+    inputs = _check_frames(frames, TINY_IMGSZ)
+    reference = [_ort_outputs(committed, x) for x in inputs]
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        tiny = build_tiny(args, tmp, frames)
+        rebuilt = export(tiny, TINY_IMGSZ, True, args.opset, tmp / f"{TINY_STEM}.onnx")
+        worst = 0.0
+        for x, ref in zip(inputs, reference, strict=True):
+            for a, b in zip(ref, _ort_outputs(rebuilt, x), strict=True):
+                worst = max(worst, float(np.abs(a - b).max()))
+        print(f"rebuilt ONNX vs committed {committed.name}: max abs diff {worst:.3g}")
+        if worst > weights_atol:
+            print(
+                f"the rebuild does not reproduce {committed.name} (max abs diff {worst:.3g} > {weights_atol}); "
+                "nothing written. Export a new .onnx + .torchscript pair under a new name from one build instead.",
+                file=sys.stderr,
+            )
+            return 1
+        f = tiny.export(format="torchscript", imgsz=TINY_IMGSZ, batch=1, device="cpu")
+        dest = MODELS_DIR / f"{TINY_STEM}.torchscript"
+        shutil.move(str(f), dest)
+    ts = torch.jit.load(str(dest), map_location="cpu")
+    abs_err = {"boxes": 0.0, "scores": 0.0, "coefficients": 0.0, "prototypes": 0.0}
+    rel_err = 0.0
+    with torch.no_grad():
+        for x, (pred_ref, proto_ref) in zip(inputs, reference, strict=True):
+            out = ts(torch.from_numpy(x))
+            flat = [t for o in out for t in (o if isinstance(o, (list, tuple)) else [o])]
+            pred = next(t for t in flat if t.ndim == 3).numpy()
+            proto = next(t for t in flat if t.ndim == 4).numpy()
+            nc = len(NAMES)
+            d = np.abs(pred - pred_ref)
+            for key, part in (("boxes", d[:, :4]), ("scores", d[:, 4 : 4 + nc]), ("coefficients", d[:, 4 + nc :])):
+                abs_err[key] = max(abs_err[key], float(part.max()))
+            abs_err["prototypes"] = max(abs_err["prototypes"], float(np.abs(proto - proto_ref).max()))
+            for a, b in ((pred, pred_ref), (proto, proto_ref)):
+                rel_err = max(rel_err, float((np.abs(a - b) / (1 + np.abs(b))).max()))
+    summary = ", ".join(f"{k} {v:.2g}" for k, v in abs_err.items())
+    print(f"{dest.name} vs committed {committed.name}: max abs diff {summary}; max |diff| / (1 + |onnx|) "
+          f"{rel_err:.2g} ({dest.stat().st_size / 1e6:.2f} MB)")
+    if rel_err > rtol:
+        dest.unlink()
+        print(f"TorchScript export differs from the ONNX by {rel_err:.3g} > {rtol} (relative); removed it",
+              file=sys.stderr)
+        return 1
+    return 0
+
+
 def pack(masks: np.ndarray) -> np.ndarray:
     return np.packbits(masks.astype(bool), axis=-1)
 
@@ -230,6 +334,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--cls-bias", type=float, default=-4.0, help="class bias for random weights (logit)")
     p.add_argument("--no-dynamic", action="store_true", help="skip the tiny dynamic-batch model")
+    p.add_argument(
+        "--torchscript-only",
+        action="store_true",
+        help="only rebuild the tiny dynamic model and export it to TorchScript next to its committed ONNX",
+    )
     p.add_argument("--models-dir", type=Path, default=MODELS_DIR, help="where the ONNX files go")
     p.add_argument("--parity-dir", type=Path, default=PARITY_DIR, help="where frames and predictions go")
     args = p.parse_args(argv)
@@ -239,6 +348,10 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.manual_seed(args.seed)
     torch.use_deterministic_algorithms(True, warn_only=True)
+
+    if args.torchscript_only:  # frames drawn in memory (PNG is lossless: what the full run calibrated on)
+        frames = {stem: draw_frame(w, h, seed=1000 + i) for i, (stem, w, h) in enumerate(FRAMES)}
+        return export_torchscript_fixture(args, frames)
 
     frames_dir = PARITY_DIR / "frames"
     frames_dir.mkdir(parents=True, exist_ok=True)
@@ -272,13 +385,11 @@ def main(argv: list[str] | None = None) -> int:
         predict_fixtures(static, args.imgsz, args.conf, args.iou, frames, rect=True)
 
         if not args.no_dynamic:
-            tiny = build_random_model(
-                (0.33, 0.0625, 1024), 3, args.seed + 1, args.cls_bias, tmp, list(frames.values()), [320, 320]
-            )
-            dyn = export(tiny, [320, 320], True, args.opset, MODELS_DIR / "yolo11-tiny-seg-random-dynamic.onnx")
+            tiny = build_tiny(args, tmp, frames)
+            dyn = export(tiny, TINY_IMGSZ, True, args.opset, MODELS_DIR / f"{TINY_STEM}.onnx")
             # rect=False: Ultralytics letterboxes a dynamic model to the minimum rectangle when rect=True;
             # maskwatch always letterboxes to the full input size.
-            predict_fixtures(dyn, [320, 320], args.conf, args.iou, frames, rect=False)
+            predict_fixtures(dyn, TINY_IMGSZ, args.conf, args.iou, frames, rect=False)
     for f in sorted(MODELS_DIR.glob("*.onnx")):
         print(f"{f}: {f.stat().st_size / 1e6:.2f} MB")
     return 0

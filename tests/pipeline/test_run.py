@@ -244,3 +244,23 @@ def test_inference_worker_error_stops_run(tmp_path, model_path, model_names):
     assert time.monotonic() - t0 < 30
     assert str(pipe.failure) == "camera cam1, stage inference: RuntimeError: engine exploded"
     assert not any(t.is_alive() for t in pipe.threads)
+
+
+def test_torchscript_model_runs_the_pipeline_with_torch_decoding(tmp_path, model_names):
+    """`backend: torchscript` end to end on the CPU: TorchSegmenter (pre/post in torch) feeds the same
+    alerts as the ONNX twin of the same weights through ONNX Runtime."""
+    pytest.importorskip("torch") if os.environ.get("CI") != "true" else None
+    fixtures = Path(__file__).resolve().parents[1] / "fixtures" / "models"
+    clip = write_clip(tmp_path / "v.mp4", frames=12, fps=15)
+    results = {}
+    for suffix in (".torchscript", ".onnx"):
+        d = tmp_path / suffix[1:]
+        d.mkdir()
+        cfg = write_config(d, fixtures / f"yolo11-tiny-seg-random-dynamic{suffix}", clip, model_names, conf=0.02)
+        proc = _maskwatch("run", str(cfg), "--summary", str(d / "s.json"))
+        assert proc.returncode == 0, proc.stderr
+        assert json.loads((d / "s.json").read_text())["cameras"]["cam1"]["analysed"] == 12
+        alerts = [json.loads(x) for x in (d / "var/alerts.jsonl").read_text().splitlines()]
+        results[suffix] = [(a["type"], a["rule"], a["frame_index"]) for a in alerts]
+    assert results[".torchscript"], "the tiny model alerts on this clip"
+    assert results[".torchscript"] == results[".onnx"]
