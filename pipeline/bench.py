@@ -269,6 +269,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cameras", type=int, default=4, help="cameras in the multi-camera run (default 4)")
     p.add_argument("--seconds", type=float, default=20, help="video length used per mode, seconds (default 20)")
     p.add_argument("--threads", type=int, default=None, help="inference threads (default: runtime's)")
+    p.add_argument("--backend", choices=["auto", "onnxruntime", "tensorrt", "torchscript"], default=None,
+                   help="engine backend (default: the config's); tensorrt/torchscript run pre/post-processing in torch")
+    p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: the config's)")
     p.add_argument("--skip", default="", help="comma-separated modes to skip: model,decode,naive,pipeline,ultralytics")
     p.add_argument("--json", help="write the results here")
     args = p.parse_args(argv)
@@ -281,6 +284,10 @@ def main(argv: list[str] | None = None) -> int:
         cfg.model.path = Path(args.model).resolve()
     if args.threads is not None:
         cfg.model.threads = args.threads
+    if args.backend:
+        cfg.model.backend = args.backend
+    if args.device:
+        cfg.model.device = args.device
     video = Path(args.video).resolve() if args.video else _synth_video(args.seconds)
     seg = build_segmenter(cfg.model, args.config, cfg.tracker)
     # the pipeline's own engine set-up (inference workers, threads per call), as `maskwatch run` makes it
