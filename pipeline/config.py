@@ -190,7 +190,9 @@ class PipelineConfig(_Strict):
                                        description="Slots of each live camera's frame ring: when inference falls "
                                                    "behind, the oldest frames are dropped (counted), so what is "
                                                    "analysed is at most this many frames old.")
-    detection_ring_slots: int = Field(8, ge=1, le=1024, description="Slots of each camera's detection ring.")
+    detection_ring_slots: int = Field(8, ge=1, le=1024,
+                                      description="Slots of each camera's detection ring (live cameras: at most 2, "
+                                                  "so that analysed frames stay recent).")
     shutdown_timeout_s: float = Field(5.0, gt=0, le=300, description="Bound on joining threads at shutdown.")
     batch: int | None = Field(None, ge=1, le=64,
                               description="Frames per inference call at most, gathered across cameras (fair: one "

@@ -128,7 +128,8 @@ class Pipeline:
             c = _Camera(
                 cam.id, src,
                 Ring(slots.live_frame_ring_slots if src.live else slots.frame_ring_slots, policy, f"{cam.id}/frames"),
-                Ring(slots.detection_ring_slots, "block", f"{cam.id}/detections"),
+                Ring(min(slots.detection_ring_slots, 2) if src.live else slots.detection_ring_slots, "block",
+                     f"{cam.id}/detections"),
                 cam.zones,
             )
             if save_video is not None:
@@ -270,6 +271,10 @@ class Pipeline:
                 if len(batch) >= self.batch:
                     break
                 c = open_cams[(start + k) % n]
+                if len(c.detections) >= c.detections.slots:
+                    # its analytics is behind: taking a frame now would block every camera on this one; a
+                    # live camera's ring keeps only its newest frame meanwhile, a file's waits
+                    continue
                 try:
                     frame = c.frames.get_nowait()
                 except RingClosed:
@@ -357,6 +362,7 @@ class Pipeline:
                     break
                 if item is None:
                     continue
+                self._wake.set()  # a detection slot is free: inference may take this camera's next frame
                 frame, dets = item
                 last = frame
                 if isinstance(dets, tuple):  # raw outputs of one frame
