@@ -120,10 +120,15 @@ def shifted_mask_iou(a: np.ndarray, a_box: np.ndarray, a_area: np.ndarray,
     y0 = np.maximum(a_box[:, None, 1], bb[None, :, 1])
     x1 = np.minimum(a_box[:, None, 2], bb[None, :, 2])
     y1 = np.minimum(a_box[:, None, 3], bb[None, :, 3])
-    for i, j in zip(*np.nonzero((x1 > x0) & (y1 > y0))):
-        dx, dy = shift[j]
-        ys, ye, xs, xe = y0[i, j], y1[i, j], x0[i, j], x1[i, j]
-        inter = np.count_nonzero(a[i, ys:ye, xs:xe] & b[j, ys - dy:ye - dy, xs - dx:xe - dx])
+    ii, jj = np.nonzero((x1 > x0) & (y1 > y0))
+    if len(ii) == 0:
+        return out
+    # plain ints from here: numpy scalars make each slice several times slower
+    rows = zip(ii.tolist(), jj.tolist(), y0[ii, jj].tolist(), y1[ii, jj].tolist(), x0[ii, jj].tolist(),
+               x1[ii, jj].tolist(), shift[jj, 0].tolist(), shift[jj, 1].tolist())
+    a_area, b_area = a_area.tolist(), b_area.tolist()
+    for i, j, ys, ye, xs, xe, dx, dy in rows:
+        inter = int(np.count_nonzero(a[i, ys:ye, xs:xe] & b[j, ys - dy:ye - dy, xs - dx:xe - dx]))
         union = a_area[i] + b_area[j] - inter
         out[i, j] = inter / union if union > 0 else 0.0
     return out
@@ -237,19 +242,23 @@ class MaskTracker:
         det_box = det_area = None
         if dets.masks is not None:
             det_box = mask_boxes(dets.masks)
-            det_area = dets.masks.sum(axis=(1, 2))
+            det_area = np.count_nonzero(dets.masks, axis=(1, 2))
         high = np.flatnonzero(conf >= p.high_conf)
         low = np.flatnonzero((conf >= p.low_conf) & (conf < p.high_conf))
         all_tracks = np.arange(len(self.ids))
         det_to_track: dict[int, int] = {}
         for r, c in self._assign(self._similarity(dets, high, all_tracks, scale, det_box, det_area), p.min_similarity):
             det_to_track[int(high[r])] = int(all_tracks[c])
-        left = np.array([t for t in all_tracks if self.confirmed[t] and t not in det_to_track.values()], np.int64)
-        for r, c in self._assign(self._similarity(dets, low, left, scale, det_box, det_area), p.min_similarity_low):
-            det_to_track[int(low[r])] = int(left[c])
+        taken = np.zeros(len(self.ids), bool)
+        taken[list(det_to_track.values())] = True
+        left = np.flatnonzero(self.confirmed & ~taken)
+        if len(low) and len(left):
+            for r, c in self._assign(self._similarity(dets, low, left, scale, det_box, det_area), p.min_similarity_low):
+                det_to_track[int(low[r])] = int(left[c])
+                taken[left[c]] = True
         # third pass: an object that sped up (from standing still, say) has left its predicted box, so
         # neither box nor mask overlaps; take the nearest confident detection of the same class and size
-        left = np.array([t for t in all_tracks if self.confirmed[t] and t not in det_to_track.values()], np.int64)
+        left = np.flatnonzero(self.confirmed & ~taken)
         free = np.array([d for d in high if int(d) not in det_to_track], np.int64)
         for r, c in self._assign(self._nearness(dets, free, left), 1e-9):
             det_to_track[int(free[r])] = int(left[c])
@@ -347,7 +356,7 @@ class MaskTracker:
         masks = dets.masks[d_idx] if dets.masks is not None else np.zeros((n, *self.masks.shape[1:]), bool)
         self.masks = np.concatenate([self.masks, masks])
         self.mask_box = np.concatenate([self.mask_box, mask_boxes(masks)])
-        self.mask_area = np.concatenate([self.mask_area, masks.sum(axis=(1, 2))])
+        self.mask_area = np.concatenate([self.mask_area, np.count_nonzero(masks, axis=(1, 2))])
         self.hits = np.concatenate([self.hits, np.ones(n, np.int64)])
         self.confirmed = np.concatenate([self.confirmed, np.full(n, confirmed)])
         self.first_seen = np.concatenate([self.first_seen, np.full(n, pts_s)])
