@@ -196,7 +196,9 @@ class PipelineConfig(_Strict):
     shutdown_timeout_s: float = Field(5.0, gt=0, le=300, description="Bound on joining threads at shutdown.")
     batch: int | None = Field(None, ge=1, le=64,
                               description="Frames per inference call at most, gathered across cameras (fair: one "
-                                          "per camera per pass); default: the number of cameras.")
+                                          "per camera per pass); default: the number of cameras for a model with a "
+                                          "dynamic batch axis, else the model's own batch (a static-batch model "
+                                          "runs a larger batch as a loop: no faster, only later).")
     inference_workers: int = Field(0, ge=0, le=16,
                                    description="Threads that run the engine at once, each on its own batch (frame "
                                                "order is kept). 0 = auto: 2 for ONNX Runtime on the CPU, each with "

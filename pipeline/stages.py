@@ -147,7 +147,11 @@ class Pipeline:
         self._status_known: set[str] = set()
         self._status_lock = threading.Lock()
         n_cams = len(self.cameras)
-        self.batch = slots.batch or max(1, min(n_cams, 64))
+        # default: one frame per camera for a model with a dynamic batch axis; a static-batch model runs a
+        # larger batch as a loop of its own batch size, which is no faster and only makes every frame wait
+        meta = segmenter.meta
+        self.batch = slots.batch or (max(1, min(n_cams, 64)) if getattr(meta, "dynamic_batch", False)
+                                     else max(1, int(getattr(meta, "batch", 1))))
         self.batch_timeout_s = slots.batch_timeout_ms / 1000.0
 
     # -- helpers ------------------------------------------------------------------------
