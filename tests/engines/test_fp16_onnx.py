@@ -20,8 +20,6 @@ DEMO = ROOT / "models" / "maskwatch-demo-seg.onnx"
 MIN_MASK_IOU = 0.97
 FRAMES = [("site", 3, 1.0), ("site", 11, 4.0), ("pitch", 5, 2.0), ("pitch", 8, 6.0)]  # (scene, seed, t)
 
-pytestmark = pytest.mark.skipif(not DEMO.is_file(), reason="bundled demo model missing")
-
 
 @pytest.fixture(scope="module")
 def fp16_model(tmp_path_factory):

@@ -12,7 +12,6 @@ import time
 from pathlib import Path
 
 import av
-import numpy as np
 import pytest
 
 from pipeline.config import load_config
@@ -171,11 +170,16 @@ def test_stage_error_stops_run_with_reason(tmp_path, model_path, model_names):
     assert pipe.cameras[0].stats.inferred == 4 and pipe.cameras[0].stats.analysed <= 4  # abort skips the rest
 
 
-def test_two_cameras_each_get_every_frame(tmp_path, model_path, model_names):
-    a = write_clip(tmp_path / "a.mp4", frames=20, seed=1)
-    b = write_clip(tmp_path / "b.mp4", frames=35, seed=2)
-    cfg = write_config(tmp_path, model_path, a, model_names, cameras=[
+def _two_cameras(tmp_path, model_path, model_names, frames_a: int, frames_b: int) -> Path:
+    """A config with cameras "a" and "b" on their own clips (different seeds and lengths)."""
+    a = write_clip(tmp_path / "a.mp4", frames=frames_a, seed=1)
+    b = write_clip(tmp_path / "b.mp4", frames=frames_b, seed=2)
+    return write_config(tmp_path, model_path, a, model_names, cameras=[
         {"id": "a", "source": str(a), "zones": "zones.yaml"}, {"id": "b", "source": str(b), "zones": "zones.yaml"}])
+
+
+def test_two_cameras_each_get_every_frame(tmp_path, model_path, model_names):
+    cfg = _two_cameras(tmp_path, model_path, model_names, 20, 35)
     proc = _maskwatch("run", str(cfg), "--summary", str(tmp_path / "s.json"))
     assert proc.returncode == 0, proc.stderr
     cams = json.loads((tmp_path / "s.json").read_text())["cameras"]
@@ -213,10 +217,7 @@ def test_inference_workers_keep_frame_order_and_lose_nothing(tmp_path, model_pat
         return real_update(self, dets, pts_s)
 
     monkeypatch.setattr(stages.MaskTracker, "update", spy)
-    a = write_clip(tmp_path / "a.mp4", frames=40, seed=1)
-    b = write_clip(tmp_path / "b.mp4", frames=25, seed=2)
-    cfg = load_config(write_config(tmp_path, model_path, a, model_names, cameras=[
-        {"id": "a", "source": str(a), "zones": "zones.yaml"}, {"id": "b", "source": str(b), "zones": "zones.yaml"}]))
+    cfg = load_config(_two_cameras(tmp_path, model_path, model_names, 40, 25))
     cfg.pipeline.inference_workers = workers
     cfg.pipeline.batch = 1
     pipe = Pipeline(cfg, build_segmenter(cfg.model, None, cfg.tracker, threads=1))
@@ -249,7 +250,6 @@ def test_inference_worker_error_stops_run(tmp_path, model_path, model_names):
 def test_torchscript_model_runs_the_pipeline_with_torch_decoding(tmp_path, model_names):
     """`backend: torchscript` end to end on the CPU: TorchSegmenter (pre/post in torch) feeds the same
     alerts as the ONNX twin of the same weights through ONNX Runtime."""
-    pytest.importorskip("torch") if os.environ.get("CI") != "true" else None
     fixtures = Path(__file__).resolve().parents[1] / "fixtures" / "models"
     clip = write_clip(tmp_path / "v.mp4", frames=12, fps=15)
     results = {}
@@ -281,10 +281,7 @@ def test_a_slow_camera_does_not_hold_up_the_others(tmp_path, model_path, model_n
         return real_update(self, dets, pts_s)
 
     monkeypatch.setattr(stages.MaskTracker, "update", slow_a)
-    a = write_clip(tmp_path / "a.mp4", frames=40, seed=1)
-    b = write_clip(tmp_path / "b.mp4", frames=40, seed=2)
-    cfg = load_config(write_config(tmp_path, model_path, a, model_names, cameras=[
-        {"id": "a", "source": str(a), "zones": "zones.yaml"}, {"id": "b", "source": str(b), "zones": "zones.yaml"}]))
+    cfg = load_config(_two_cameras(tmp_path, model_path, model_names, 40, 40))
     cfg.pipeline.batch = 1
     pipe = Pipeline(cfg, build_segmenter(cfg.model, None, cfg.tracker))
     pipe.start()
