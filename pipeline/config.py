@@ -90,6 +90,10 @@ class TrackerConfig(_Strict):
     max_lost_s: float = Field(1.0, ge=0, le=3600, description="Keep a lost track this long (stream seconds).")
     min_similarity: float = Field(0.2, gt=0, lt=1, description="Least similarity to continue a track (first pass).")
     mask_weight: float = Field(0.6, ge=0, le=1, description="Weight of mask IoU against predicted-box IoU.")
+    duplicate_iou: float = Field(0.5, ge=0, le=1, description="Drop a detection whose mask overlaps a more confident "
+                                 "one's this much, any class: the same object seen twice (0: off).")
+    duplicate_cover: float = Field(0.8, ge=0, le=1, description="Drop a detection whose mask lies this much inside a "
+                                   "more confident one's of the same class: a part of it (0: off).")
 
     def params(self, model_conf: float):
         from .tracking import TrackerParams
@@ -97,7 +101,8 @@ class TrackerConfig(_Strict):
         return TrackerParams(high_conf=model_conf, low_conf=min(self.low_conf, model_conf),
                              new_track_conf=self.new_track_conf or model_conf, min_hits=self.min_hits,
                              max_lost_s=self.max_lost_s, min_similarity=self.min_similarity,
-                             mask_weight=self.mask_weight)
+                             mask_weight=self.mask_weight, duplicate_iou=self.duplicate_iou,
+                             duplicate_cover=self.duplicate_cover)
 
 
 class MqttTlsConfig(_Strict):

@@ -31,6 +31,10 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--no-baseline", action="store_true", help="only maskwatch's tracker")
     p.add_argument("--json", default=None, help="also write the results here")
     p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--cache", default=None, help="keep the model's detections here (per clip, model hash and conf): "
+                   "a second run only tracks and scores")
+    p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                   help="override a tracker parameter (TrackerParams field), e.g. --set min_hits=3; repeatable")
     return p
 
 
@@ -63,10 +67,11 @@ class _ByteTrack:
         return res
 
 
-def _trackers(fps: float, conf: float, low_conf: float, baseline: bool) -> dict:
+def _trackers(fps: float, conf: float, low_conf: float, baseline: bool, params: dict | None = None) -> dict:
     from pipeline.tracking import MaskTracker, TrackerParams
 
-    out = {"maskwatch": MaskTracker(TrackerParams(high_conf=conf, low_conf=low_conf, new_track_conf=conf))}
+    kw = {"high_conf": conf, "low_conf": low_conf, "new_track_conf": conf, **(params or {})}
+    out = {"maskwatch": MaskTracker(TrackerParams(**kw))}
     if baseline:
         out["bytetrack-defaults"] = _ByteTrack(fps)
         out["bytetrack-matched"] = _ByteTrack(fps, track_activation_threshold=conf, high_conf_det_threshold=conf,
@@ -105,7 +110,10 @@ def _score(gt_seq: list[list[tuple[int, dict]]], trk_seq: list[tuple[np.ndarray,
 
 
 def gt_detections(instances: list[dict], rng: np.random.Generator, mask_wh=(160, 90), miss=0.1):
-    """A noisy oracle detector: ground-truth masks, some missed, confidence lower when occluded."""
+    """A noisy oracle detector: ground-truth masks, some missed, confidence lower when occluded.
+
+    Detections carry their frame-resolution masks as COCO RLEs in ``data["rles"]``.
+    """
     import cv2
     from pycocotools import mask as mask_utils
 
@@ -113,57 +121,143 @@ def gt_detections(instances: list[dict], rng: np.random.Generator, mask_wh=(160,
 
     keep = [x for x in instances if rng.random() >= miss]
     n = len(keep)
-    full = np.zeros((n, *instances[0]["mask"]["size"]), bool) if instances else np.zeros((0, 1, 1), bool)
     small = np.zeros((n, mask_wh[1], mask_wh[0]), bool)
     conf = np.zeros(n, np.float32)
+    rles = np.empty(n, object)
+    h, w = instances[0]["mask"]["size"] if instances else (1, 1)
     for k, x in enumerate(keep):
-        full[k] = mask_utils.decode(x["mask"]).astype(bool)
-        small[k] = cv2.resize(full[k].astype(np.float32), mask_wh, interpolation=cv2.INTER_AREA) >= 0.5
+        full = mask_utils.decode(x["mask"])
+        small[k] = cv2.resize(full.astype(np.float32), mask_wh, interpolation=cv2.INTER_AREA) >= 0.5
+        rles[k] = x["mask"]
         x0, y0, x1, y1 = x["box_xyxy"]
         visible = x["area"] / max(1.0, (x1 - x0) * (y1 - y0))  # occluded objects fill less of their box
         conf[k] = float(np.clip(rng.normal(0.35 + 0.6 * visible, 0.1), 0.05, 0.99))
-    h, w = full.shape[1:] if n else (1, 1)
     boxes = np.array([x["box_xyxy"] for x in keep], np.float32).reshape(n, 4)
     return Detections(boxes, conf, [x["class_id"] for x in keep], small, MaskSpace(mask_wh, (w, h)),
-                      data={"masks_full": full})
+                      data={"rles": rles})
+
+
+def _with_rles(dets):
+    """The model's detections with their full-resolution masks as RLEs (``data["rles"]``)."""
+    from pycocotools import mask as mask_utils
+
+    full = np.asarray(dets.data.pop("masks_full"), bool)
+    rles = np.empty(len(dets), object)
+    if len(dets):
+        for k, r in enumerate(mask_utils.encode(np.asfortranarray(full.transpose(1, 2, 0).astype(np.uint8)))):
+            rles[k] = r
+    dets.data["rles"] = rles
+    return dets
+
+
+def _save_detections(path: Path, seq: list) -> None:
+    counts = np.array([len(d) for d in seq], np.int64)
+    cat = lambda f, shape, dt: np.concatenate([f(d) for d in seq]) if counts.sum() else np.zeros(shape, dt)  # noqa: E731
+    ms = seq[0].mask_space
+    masks = cat(lambda d: d.masks, (0, ms.mask_wh[1], ms.mask_wh[0]), bool)
+    rles = [{"size": r["size"], "counts": r["counts"].decode() if isinstance(r["counts"], bytes) else r["counts"]}
+            for d in seq for r in d.data["rles"]]
+    tmp = path.with_suffix(".tmp.npz")
+    np.savez_compressed(tmp, counts=counts, xyxy=cat(lambda d: d.xyxy, (0, 4), np.float32),
+                        conf=cat(lambda d: d.confidence, (0,), np.float32),
+                        cls=cat(lambda d: d.class_id, (0,), np.int32), masks=np.packbits(masks, axis=-1),
+                        mask_wh=np.array(ms.mask_wh), frame_wh=np.array(ms.frame_wh),
+                        rles=np.array(json.dumps(rles)))
+    tmp.replace(path)
+
+
+def _load_detections(path: Path) -> list:
+    from engines.results import Detections, MaskSpace
+
+    z = np.load(path)
+    mw, mh = (int(v) for v in z["mask_wh"])
+    ms = MaskSpace((mw, mh), tuple(int(v) for v in z["frame_wh"]))
+    masks = np.unpackbits(z["masks"], axis=-1, count=mw).astype(bool)
+    rles = np.empty(len(z["conf"]), object)
+    rles[:] = [{"size": r["size"], "counts": r["counts"].encode()} for r in json.loads(str(z["rles"]))]
+    seq, i = [], 0
+    for n in z["counts"]:
+        s = slice(i, i + int(n))
+        seq.append(Detections(z["xyxy"][s].copy(), z["conf"][s].copy(), z["cls"][s].copy(), masks[s].copy(), ms,
+                              data={"rles": rles[s].copy()}))
+        i += int(n)
+    return seq
+
+
+def _model_key(model, conf: float) -> str:
+    import hashlib
+
+    h = hashlib.sha256(Path(model).read_bytes()).hexdigest()[:16]
+    return f"{h}-c{conf:g}"
+
+
+def clip_detections(clip: Path, gt: dict, *, detector: str, seg=None, model_to_ours=None, cache: Path | None = None,
+                    key: str = "") -> list:
+    """Per-frame detections of a clip (a list of Detections with ``data["rles"]``), cached by model and conf."""
+    if detector == "gt":
+        rng = np.random.default_rng(int(gt["seed"]))
+        return [gt_detections(f["instances"], rng) for f in gt["frames"]]
+    path = None
+    if cache is not None:
+        path = Path(cache) / f"{clip.name}-{key}.npz"
+        if path.is_file():
+            return _load_detections(path)
+    from engines import letterbox
+
+    seq = []
+    for i, rgb in _frames(clip, gt):
+        if i >= len(gt["frames"]):
+            break
+        padded, box = letterbox(rgb, seg.input_hw)
+        (dets,) = seg([padded], [box], full_masks=True)
+        dets.class_id = np.array([model_to_ours[int(c)] for c in dets.class_id], np.int32)
+        seq.append(_with_rles(dets))
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _save_detections(path, seq)
+    return seq
+
+
+def track_clip(gt: dict, dets_seq: list, trackers: dict) -> dict:
+    """Run every tracker over the clip's detections and score each against the ground truth."""
+    fps = float(gt["fps"])
+    # ground-truth track ids are per class (a player and the ball can both be 1)
+    gt_seq = [[((inst["class_id"], inst["track_id"]), inst["mask"]) for inst in f["instances"]]
+              for f in gt["frames"][: len(dets_seq)]]
+    out = {name: [] for name in trackers}
+    for i, dets in enumerate(dets_seq):
+        for name, tracker in trackers.items():
+            res = tracker.update(dets[np.arange(len(dets))], i / fps)
+            out[name].append((res.tracker_id, list(res.data["rles"])))
+    return {name: _score(gt_seq, seq) for name, seq in out.items()}
 
 
 def evaluate(model, data, *, conf=0.35, low_conf=0.1, baseline=True, threads=None, detector="model",
-             log=print) -> dict:
-    from pycocotools import mask as mask_utils
+             cache: str | Path | None = None, params: dict | None = None, log=print) -> dict:
+    """Score maskwatch's tracker (and ByteTrack) on every clip under ``data``.
 
-    from engines import Segmenter, letterbox, load_engine
+    ``params`` overrides TrackerParams fields; ``cache`` keeps the model's detections per clip
+    (keyed by the model file's hash and conf) so a second run only tracks and scores.
+    """
+    seg = model_to_ours = None
+    key = ""
+    if detector == "model":
+        from engines import Segmenter, load_engine
 
-    from .classes import CLASS_NAMES
+        from .classes import CLASS_NAMES
 
-    eng = load_engine(model, threads=threads)
-    seg = Segmenter(eng, conf=min(conf, low_conf), iou=0.6, max_det=100)
-    model_to_ours = {int(k): CLASS_NAMES.index(v) for k, v in eng.meta.names.items()}
-    results = {"model": str(model), "detector": detector, "conf": conf, "low_conf": low_conf, "clips": {}}
+        eng = load_engine(model, threads=threads)
+        seg = Segmenter(eng, conf=min(conf, low_conf), iou=0.6, max_det=100)
+        model_to_ours = {int(k): CLASS_NAMES.index(v) for k, v in eng.meta.names.items()}
+        key = _model_key(model, min(conf, low_conf))
+    results = {"model": str(model), "detector": detector, "conf": conf, "low_conf": low_conf, "params": params or {},
+               "clips": {}}
     for clip in find_clips(Path(data)):
         gt = json.loads((clip / "gt.json").read_text())
-        fps = float(gt["fps"])
-        trackers = _trackers(fps, conf, low_conf, baseline)
-        rng = np.random.default_rng(int(gt["seed"]))
-        gt_seq, out = [], {name: [] for name in trackers}
-        for i, rgb in _frames(clip, gt):
-            if i >= len(gt["frames"]):
-                break
-            # ground-truth track ids are per class (a player and the ball can both be 1)
-            gt_seq.append([((inst["class_id"], inst["track_id"]), inst["mask"]) for inst in gt["frames"][i]["instances"]])
-            if detector == "gt":
-                dets = gt_detections(gt["frames"][i]["instances"], rng)
-            else:
-                padded, box = letterbox(rgb, seg.input_hw)
-                (dets,) = seg([padded], [box], full_masks=True)
-                dets.class_id = np.array([model_to_ours[int(c)] for c in dets.class_id], np.int32)
-            for name, tracker in trackers.items():
-                res = tracker.update(dets[np.arange(len(dets))], i / fps)
-                full = np.asarray(res.data["masks_full"], bool)
-                rles = mask_utils.encode(np.asfortranarray(full.transpose(1, 2, 0).astype(np.uint8))) if len(res) else []
-                out[name].append((res.tracker_id, rles))
-        scores = {name: _score(gt_seq, seq) for name, seq in out.items()}
-        results["clips"][clip.name] = {"scene": gt["scene"], "scenario": gt.get("scenario"), "frames": len(gt_seq),
+        dets_seq = clip_detections(clip, gt, detector=detector, seg=seg, model_to_ours=model_to_ours,
+                                   cache=Path(cache) if cache else None, key=key)
+        scores = track_clip(gt, dets_seq, _trackers(float(gt["fps"]), conf, low_conf, baseline, params))
+        results["clips"][clip.name] = {"scene": gt["scene"], "scenario": gt.get("scenario"), "frames": len(dets_seq),
                                        "scores": scores}
         log(f"eval tracking: {clip.name}: " + "; ".join(
             f"{n} IDF1 {s['IDF1']:.3f} IDSW {s['IDSW']}" for n, s in scores.items()))
@@ -178,11 +272,35 @@ def table(results: dict) -> str:
     return "\n".join(rows)
 
 
+def _parse_sets(items: list[str]) -> dict:
+    from dataclasses import fields
+
+    from pipeline.tracking import TrackerParams
+
+    types = {f.name: type(getattr(TrackerParams(), f.name)) for f in fields(TrackerParams)}
+    out = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or name not in types:
+            raise ValueError(f"--set {item!r}: expected FIELD=VALUE with FIELD one of {', '.join(sorted(types))}")
+        try:
+            out[name] = types[name](value)
+        except ValueError:
+            raise ValueError(f"--set {item!r}: {name} expects a {types[name].__name__}") from None
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     args = add_arguments(argparse.ArgumentParser(prog="maskwatch eval tracking", description=__doc__.split("\n\n")[0])).parse_args(argv)
     try:
+        params = _parse_sets(args.set)
+    except ValueError as exc:
+        print(f"maskwatch: error: {exc}", file=sys.stderr)
+        return 2
+    try:
         results = evaluate(args.model, args.data, conf=args.conf, low_conf=args.low_conf,
                            baseline=not args.no_baseline, threads=args.threads, detector=args.detector,
+                           cache=args.cache, params=params,
                            log=lambda m: print(m, file=sys.stderr))
     except FileNotFoundError as exc:
         print(f"maskwatch: error: {exc}", file=sys.stderr)

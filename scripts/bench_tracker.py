@@ -2,7 +2,8 @@
 
     .venv/bin/python scripts/bench_tracker.py [--objects 20] [--size 80] [--frames 300] [--repeats 3]
 
-Median and p95 of MaskTracker.update over every frame after the first 20, all repeats.
+Median and p95 of MaskTracker.update over every frame after the first 20, all repeats; the same
+with duplicate suppression off (its cost, measured in the same run).
 Target (issue 5): <= 1 ms per frame for 20 objects at 80x80 on a 2-core CPU.
 """
 
@@ -42,17 +43,20 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=3)
     a = p.parse_args()
     frames = scene(a.objects, a.size, a.frames)
-    times = []
+    variants = {"": {}, " (duplicate suppression off)": {"duplicate_iou": 0.0, "duplicate_cover": 0.0}}
+    times: dict[str, list[float]] = {name: [] for name in variants}
     for _ in range(a.repeats):
-        t = MaskTracker()
-        for k, d in enumerate(frames):
-            t0 = time.perf_counter()
-            t.update(d, k / 15)
-            if k >= 20:
-                times.append(time.perf_counter() - t0)
-    ms = np.array(times) * 1000
-    print(f"MaskTracker, {a.objects} objects, mask space {a.size}x{a.size}: "
-          f"median {np.median(ms):.3f} ms, p95 {np.percentile(ms, 95):.3f} ms per frame ({len(ms)} frames)")
+        for name, kw in variants.items():  # interleaved, so both see the same machine load
+            t = MaskTracker(**kw)
+            for k, d in enumerate(frames):
+                t0 = time.perf_counter()
+                t.update(d, k / 15)
+                if k >= 20:
+                    times[name].append(time.perf_counter() - t0)
+    for name, tt in times.items():
+        ms = np.array(tt) * 1000
+        print(f"MaskTracker{name}, {a.objects} objects, mask space {a.size}x{a.size}: "
+              f"median {np.median(ms):.3f} ms, p95 {np.percentile(ms, 95):.3f} ms per frame ({len(ms)} frames)")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,10 @@
 """MaskTracker: multi-object tracking by mask, per camera.
 
 Association (per frame, stream time ``t``):
+  0. duplicates go: a detection whose mask overlaps a more confident detection's mask by
+     ``duplicate_iou`` or more, of any class, is the same object seen twice (box NMS keeps
+     such pairs when their boxes differ, and runs per class); so is one whose mask lies
+     ``duplicate_cover`` inside a more confident one of the same class (a part of it);
   1. every track's box is advanced by a constant-velocity Kalman filter to ``t``, and its
      last mask is shifted by the same displacement (in mask space);
   2. similarity = ``mask_weight`` x mask IoU + (1 - ``mask_weight``) x box IoU, minus
@@ -51,6 +55,8 @@ class TrackerParams:
     recover_dist: float = 1.5  # third pass: a detection within this many track sizes of the prediction
     min_box_px: float = 16.0  # boxes are compared as if at least this big (frame pixels)
     move_frac: float = 0.15  # a move larger than this fraction of the box height resets the stationary clock
+    duplicate_iou: float = 0.5  # a detection whose mask overlaps a more confident one this much (any class) is dropped (0: off)
+    duplicate_cover: float = 0.8  # ... or lies this much inside a more confident one of its class (a part of it; 0: off)
 
 
 def _xyxy_to_cxcywh(b: np.ndarray) -> np.ndarray:
@@ -243,8 +249,11 @@ class MaskTracker:
         if dets.masks is not None:
             det_box = mask_boxes(dets.masks)
             det_area = np.count_nonzero(dets.masks, axis=(1, 2))
-        high = np.flatnonzero(conf >= p.high_conf)
-        low = np.flatnonzero((conf >= p.low_conf) & (conf < p.high_conf))
+        valid = conf >= p.low_conf
+        if det_box is not None and p.duplicate_iou > 0:
+            valid &= ~self._duplicates(dets.masks, det_box, det_area, conf, dets.class_id, valid)
+        high = np.flatnonzero(valid & (conf >= p.high_conf))
+        low = np.flatnonzero(valid & (conf < p.high_conf))
         all_tracks = np.arange(len(self.ids))
         det_to_track: dict[int, int] = {}
         for r, c in self._assign(self._similarity(dets, high, all_tracks, scale, det_box, det_area), p.min_similarity):
@@ -311,6 +320,43 @@ class MaskTracker:
         res.data["stationary_s"] = pts_s - self.anchor_t[out_t]
         res.data["track_xyxy"] = _cxcywh_to_xyxy(self.mean[out_t, :4]).astype(np.float32).reshape(-1, 4)
         return res
+
+    def _duplicates(self, masks: np.ndarray, box: np.ndarray, area: np.ndarray, conf: np.ndarray,
+                    class_id: np.ndarray, valid: np.ndarray) -> np.ndarray:
+        """Detections seen twice, greedily from the most confident (mask NMS): a detection goes when its mask
+        overlaps a kept one's by ``duplicate_iou`` (any class) or lies ``duplicate_cover`` inside a kept one
+        of the same class (a part of that object: a truck's cab beside the whole truck)."""
+        dup = np.zeros(len(conf), bool)
+        idx = np.flatnonzero(valid)
+        if len(idx) < 2:
+            return dup
+        idx = idx[np.argsort(-conf[idx], kind="stable")]
+        b = box[idx]
+        # only pairs (more confident i, less confident j) whose tight mask boxes meet
+        x0 = np.maximum(b[:, None, 0], b[None, :, 0])
+        y0 = np.maximum(b[:, None, 1], b[None, :, 1])
+        x1 = np.minimum(b[:, None, 2], b[None, :, 2])
+        y1 = np.minimum(b[:, None, 3], b[None, :, 3])
+        ii, jj = np.nonzero(np.triu((x1 > x0) & (y1 > y0), k=1))
+        if len(ii) == 0:
+            return dup
+        gone = np.zeros(len(idx), bool)
+        a = area[idx].tolist()
+        cls = class_id[idx].tolist()
+        iou_min, cover = self.p.duplicate_iou, self.p.duplicate_cover
+        rows = zip(ii.tolist(), jj.tolist(), y0[ii, jj].tolist(), y1[ii, jj].tolist(), x0[ii, jj].tolist(),
+                   x1[ii, jj].tolist())
+        for i, j, ys, ye, xs, xe in rows:  # i < j: i is the more confident; pairs come in order of i
+            if gone[i] or gone[j]:
+                continue
+            mi, mj = masks[idx[i]], masks[idx[j]]
+            inter = int(np.count_nonzero(mi[ys:ye, xs:xe] & mj[ys:ye, xs:xe]))
+            union = a[i] + a[j] - inter
+            if (iou_min > 0 and union > 0 and inter >= iou_min * union) or (
+                    cover > 0 and cls[i] == cls[j] and inter >= cover * max(a[j], 1)):
+                gone[j] = True
+        dup[idx[gone]] = True
+        return dup
 
     def _inherit(self, new: np.ndarray, lost: np.ndarray, space) -> np.ndarray:
         """Tracks confirmed this frame near where a lost track of the same class was expected take

@@ -146,6 +146,47 @@ def test_class_majority_vote():
     assert out.class_id.tolist() == [1] and out.data["det_class_id"].tolist() == [1]
 
 
+def _concat(*ds):
+    return Detections(np.concatenate([d.xyxy for d in ds]), np.concatenate([d.confidence for d in ds]),
+                      np.concatenate([d.class_id for d in ds]), np.concatenate([d.masks for d in ds]), MS)
+
+
+def test_same_object_detected_twice_is_one_track():
+    # the model sees an excavator and, weakly, a dump truck with almost the same mask: one object
+    t = MaskTracker(min_hits=1)
+    for i in range(8):
+        m = blob(30 + i, 40, r=10)
+        shifted = np.roll(m, 1, axis=1)
+        out = t.update(_concat(dets_of([m], conf=0.9, cls=1), dets_of([shifted], conf=0.45, cls=2)), i / 15)
+        assert len(out) == 1 and out.class_id.tolist() == [1] and out.confidence.tolist() == pytest.approx([0.9])
+    assert len(t) == 1
+    # with the suppression off, the weak duplicate becomes a second track
+    t0 = MaskTracker(min_hits=1, duplicate_iou=0, duplicate_cover=0)
+    out = t0.update(_concat(dets_of([blob(30, 40, r=10)], cls=1), dets_of([blob(31, 40, r=10)], conf=0.45, cls=2)), 0.0)
+    assert len(out) == 2
+
+
+def test_part_of_an_object_is_not_a_second_object():
+    # a truck's cab found beside the whole truck (same class, mask inside the truck's): dropped
+    truck = np.zeros((80, 80), bool)
+    truck[30:50, 10:60] = True
+    cab = np.zeros((80, 80), bool)
+    cab[32:48, 44:58] = True
+    t = MaskTracker(min_hits=1)
+    out = t.update(_concat(dets_of([truck], conf=0.8, cls=2), dets_of([cab], conf=0.6, cls=2)), 0.0)
+    assert len(out) == 1 and out.confidence.tolist() == pytest.approx([0.8])
+    # a worker in front of the truck whose mask lies inside the truck's is another object: kept
+    worker = np.zeros((80, 80), bool)
+    worker[34:46, 30:34] = True
+    t2 = MaskTracker(min_hits=1)
+    out = t2.update(_concat(dets_of([truck], conf=0.8, cls=2), dets_of([worker], conf=0.6, cls=0)), 0.0)
+    assert sorted(out.class_id.tolist()) == [0, 2]
+    # two workers side by side whose masks touch are two workers
+    a, b = blob(30, 40, r=6), blob(39, 40, r=6)
+    t3 = MaskTracker(min_hits=1)
+    assert len(t3.update(_concat(dets_of([a], conf=0.9), dets_of([b], conf=0.5)), 0.0)) == 2
+
+
 def test_stationary_clock():
     t = MaskTracker(min_hits=1)
     out = run(t, [[blob(30, 40)]] * 31)
