@@ -89,7 +89,7 @@ class TrackerConfig(_Strict):
     min_hits: int = Field(2, ge=1, le=100, description="Matches before a track is reported.")
     max_lost_s: float = Field(1.0, ge=0, le=3600, description="Keep a lost track this long (stream seconds).")
     min_similarity: float = Field(0.2, gt=0, lt=1, description="Least similarity to continue a track (first pass).")
-    mask_weight: float = Field(0.6, ge=0, le=1, description="Weight of mask IoU against predicted-box IoU.")
+    mask_weight: float = Field(0.5, ge=0, le=1, description="Weight of mask IoU against predicted-box IoU.")
     duplicate_iou: float = Field(0.5, ge=0, le=1, description="Drop a detection whose mask overlaps a more confident "
                                  "one's this much, any class: the same object seen twice (0: off).")
     duplicate_cover: float = Field(0.8, ge=0, le=1, description="Drop a detection whose mask lies this much inside a "

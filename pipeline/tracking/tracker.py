@@ -50,7 +50,7 @@ class TrackerParams:
     max_lost_s: float = 1.0  # keep a lost track this long (stream seconds)
     min_similarity: float = 0.2  # least similarity to match in the first pass
     min_similarity_low: float = 0.35  # ... and in the second pass
-    mask_weight: float = 0.6
+    mask_weight: float = 0.5  # model masks of bunched players overlap: equal weight with the box measured best
     class_penalty: float = 0.3
     recover_dist: float = 1.5  # third pass: a detection within this many track sizes of the prediction
     min_box_px: float = 16.0  # boxes are compared as if at least this big (frame pixels)
