@@ -71,9 +71,13 @@ def build_data(args) -> Path:
 
 def train(args, data_yaml: Path) -> Path:
     import torch
+    import ultralytics.utils.torch_utils as ul_torch_utils
     from ultralytics import YOLO
 
     torch.set_num_threads(args.threads)
+    # Ultralytics' select_device() resets torch's threads to min(8, cores - 1): one thread on a
+    # 2-core machine, half of it idle. Keep ours.
+    ul_torch_utils.NUM_THREADS = args.threads
     run_dir = Path(args.project) / args.name
     last = run_dir / "weights" / "last.pt"
     if args.resume:
