@@ -337,13 +337,20 @@ class MaskTracker:
         y0 = np.maximum(b[:, None, 1], b[None, :, 1])
         x1 = np.minimum(b[:, None, 2], b[None, :, 2])
         y1 = np.minimum(b[:, None, 3], b[None, :, 3])
-        ii, jj = np.nonzero(np.triu((x1 > x0) & (y1 > y0), k=1))
+        # the overlap is at most the boxes' intersection: keep pairs where that could reach either bound
+        iou_min, cover = self.p.duplicate_iou, self.p.duplicate_cover
+        box_inter = np.clip(x1 - x0, 0, None) * np.clip(y1 - y0, 0, None)
+        av = area[idx]
+        cv = class_id[idx]
+        could = (iou_min > 0) & (box_inter >= iou_min * np.maximum(av[:, None], av[None, :]))
+        if cover > 0:
+            could |= (cv[:, None] == cv[None, :]) & (box_inter >= cover * np.maximum(av[None, :], 1))
+        ii, jj = np.nonzero(np.triu(could & (box_inter > 0), k=1))
         if len(ii) == 0:
             return dup
         gone = np.zeros(len(idx), bool)
-        a = area[idx].tolist()
-        cls = class_id[idx].tolist()
-        iou_min, cover = self.p.duplicate_iou, self.p.duplicate_cover
+        a = av.tolist()
+        cls = cv.tolist()
         rows = zip(ii.tolist(), jj.tolist(), y0[ii, jj].tolist(), y1[ii, jj].tolist(), x0[ii, jj].tolist(),
                    x1[ii, jj].tolist())
         for i, j, ys, ye, xs, xe in rows:  # i < j: i is the more confident; pairs come in order of i
