@@ -150,8 +150,7 @@ class Pipeline:
         # default: one frame per camera for a model with a dynamic batch axis; a static-batch model runs a
         # larger batch as a loop of its own batch size, which is no faster and only makes every frame wait
         meta = segmenter.meta
-        self.batch = slots.batch or (max(1, min(n_cams, 64)) if getattr(meta, "dynamic_batch", False)
-                                     else max(1, int(getattr(meta, "batch", 1))))
+        self.batch = slots.batch or (max(1, min(n_cams, 64)) if meta.dynamic_batch else max(1, meta.batch))
         self.batch_timeout_s = slots.batch_timeout_ms / 1000.0
 
     # -- helpers ------------------------------------------------------------------------

@@ -31,7 +31,7 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--no-baseline", action="store_true", help="only maskwatch's tracker")
     p.add_argument("--json", default=None, help="also write the results here")
     p.add_argument("--threads", type=int, default=None)
-    p.add_argument("--cache", default=None, help="keep the model's detections here (per clip, model hash and conf): "
+    p.add_argument("--cache", default=None, help="keep the model's detections here (keyed by clip, its gt.json, model hash and conf): "
                    "a second run only tracks and scores")
     p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                    help="override a tracker parameter (TrackerParams field), e.g. --set min_hits=3; repeatable")
@@ -151,16 +151,15 @@ def _with_rles(dets):
 
 
 def _save_detections(path: Path, seq: list) -> None:
-    counts = np.array([len(d) for d in seq], np.int64)
-    cat = lambda f, shape, dt: np.concatenate([f(d) for d in seq]) if counts.sum() else np.zeros(shape, dt)  # noqa: E731
-    ms = seq[0].mask_space
-    masks = cat(lambda d: d.masks, (0, ms.mask_wh[1], ms.mask_wh[0]), bool)
+    ms = seq[0].mask_space  # every frame's arrays have their (possibly empty) shapes: concatenate as they are
     rles = [{"size": r["size"], "counts": r["counts"].decode() if isinstance(r["counts"], bytes) else r["counts"]}
             for d in seq for r in d.data["rles"]]
     tmp = path.with_suffix(".tmp.npz")
-    np.savez_compressed(tmp, counts=counts, xyxy=cat(lambda d: d.xyxy, (0, 4), np.float32),
-                        conf=cat(lambda d: d.confidence, (0,), np.float32),
-                        cls=cat(lambda d: d.class_id, (0,), np.int32), masks=np.packbits(masks, axis=-1),
+    np.savez_compressed(tmp, counts=np.array([len(d) for d in seq], np.int64),
+                        xyxy=np.concatenate([d.xyxy for d in seq]).astype(np.float32),
+                        conf=np.concatenate([d.confidence for d in seq]).astype(np.float32),
+                        cls=np.concatenate([d.class_id for d in seq]).astype(np.int32),
+                        masks=np.packbits(np.concatenate([d.masks for d in seq]), axis=-1),
                         mask_wh=np.array(ms.mask_wh), frame_wh=np.array(ms.frame_wh),
                         rles=np.array(json.dumps(rles)))
     tmp.replace(path)
@@ -191,6 +190,13 @@ def _model_key(model, conf: float) -> str:
     return f"{h}-c{conf:g}"
 
 
+def _clip_key(clip: Path) -> str:
+    """A regenerated clip under the same name (a changed renderer) must not reuse old detections."""
+    import hashlib
+
+    return hashlib.sha256((clip / "gt.json").read_bytes()).hexdigest()[:12]
+
+
 def clip_detections(clip: Path, gt: dict, *, detector: str, seg=None, model_to_ours=None, cache: Path | None = None,
                     key: str = "") -> list:
     """Per-frame detections of a clip (a list of Detections with ``data["rles"]``), cached by model and conf."""
@@ -199,7 +205,7 @@ def clip_detections(clip: Path, gt: dict, *, detector: str, seg=None, model_to_o
         return [gt_detections(f["instances"], rng) for f in gt["frames"]]
     path = None
     if cache is not None:
-        path = Path(cache) / f"{clip.name}-{key}.npz"
+        path = Path(cache) / f"{clip.name}-{_clip_key(clip)}-{key}.npz"
         if path.is_file():
             return _load_detections(path)
     from engines import letterbox
@@ -237,7 +243,7 @@ def evaluate(model, data, *, conf=0.35, low_conf=0.1, baseline=True, threads=Non
     """Score maskwatch's tracker (and ByteTrack) on every clip under ``data``.
 
     ``params`` overrides TrackerParams fields; ``cache`` keeps the model's detections per clip
-    (keyed by the model file's hash and conf) so a second run only tracks and scores.
+    (keyed by the clip's gt.json, the model file's hash and conf) so a second run only tracks and scores.
     """
     seg = model_to_ours = None
     key = ""

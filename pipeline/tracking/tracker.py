@@ -111,6 +111,12 @@ def mask_boxes(masks: np.ndarray) -> np.ndarray:
     return np.where(has[:, None], np.stack([x0, y0, x1, y1], axis=1), 0)
 
 
+def _box_meets(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Pairwise intersections (n, m) of boxes a (n, 4) and b (m, 4) as x0, y0, x1, y1 (empty where x1 <= x0 or y1 <= y0)."""
+    return (np.maximum(a[:, None, 0], b[None, :, 0]), np.maximum(a[:, None, 1], b[None, :, 1]),
+            np.minimum(a[:, None, 2], b[None, :, 2]), np.minimum(a[:, None, 3], b[None, :, 3]))
+
+
 def shifted_mask_iou(a: np.ndarray, a_box: np.ndarray, a_area: np.ndarray,
                      b: np.ndarray, b_box: np.ndarray, b_area: np.ndarray, shift: np.ndarray) -> np.ndarray:
     """IoU (n, m) of masks ``a`` with masks ``b`` translated by integer ``shift`` (m, 2).
@@ -121,11 +127,7 @@ def shifted_mask_iou(a: np.ndarray, a_box: np.ndarray, a_area: np.ndarray,
     out = np.zeros((len(a), len(b)))
     if len(a) == 0 or len(b) == 0:
         return out
-    bb = b_box + np.concatenate([shift, shift], axis=1)
-    x0 = np.maximum(a_box[:, None, 0], bb[None, :, 0])
-    y0 = np.maximum(a_box[:, None, 1], bb[None, :, 1])
-    x1 = np.minimum(a_box[:, None, 2], bb[None, :, 2])
-    y1 = np.minimum(a_box[:, None, 3], bb[None, :, 3])
+    x0, y0, x1, y1 = _box_meets(a_box, b_box + np.concatenate([shift, shift], axis=1))
     ii, jj = np.nonzero((x1 > x0) & (y1 > y0))
     if len(ii) == 0:
         return out
@@ -250,7 +252,7 @@ class MaskTracker:
             det_box = mask_boxes(dets.masks)
             det_area = np.count_nonzero(dets.masks, axis=(1, 2))
         valid = conf >= p.low_conf
-        if det_box is not None and p.duplicate_iou > 0:
+        if det_box is not None and (p.duplicate_iou > 0 or p.duplicate_cover > 0):
             valid &= ~self._duplicates(dets.masks, det_box, det_area, conf, dets.class_id, valid)
         high = np.flatnonzero(valid & (conf >= p.high_conf))
         low = np.flatnonzero(valid & (conf < p.high_conf))
@@ -331,13 +333,9 @@ class MaskTracker:
         if len(idx) < 2:
             return dup
         idx = idx[np.argsort(-conf[idx], kind="stable")]
-        b = box[idx]
-        # only pairs (more confident i, less confident j) whose tight mask boxes meet
-        x0 = np.maximum(b[:, None, 0], b[None, :, 0])
-        y0 = np.maximum(b[:, None, 1], b[None, :, 1])
-        x1 = np.minimum(b[:, None, 2], b[None, :, 2])
-        y1 = np.minimum(b[:, None, 3], b[None, :, 3])
-        # the overlap is at most the boxes' intersection: keep pairs where that could reach either bound
+        # pairs (more confident i, less confident j) whose tight mask boxes meet; the masks' overlap is at
+        # most the boxes' intersection, so keep the pairs where that could reach either bound
+        x0, y0, x1, y1 = _box_meets(box[idx], box[idx])
         iou_min, cover = self.p.duplicate_iou, self.p.duplicate_cover
         box_inter = np.clip(x1 - x0, 0, None) * np.clip(y1 - y0, 0, None)
         av = area[idx]

@@ -175,6 +175,8 @@ def test_part_of_an_object_is_not_a_second_object():
     t = MaskTracker(min_hits=1)
     out = t.update(_concat(dets_of([truck], conf=0.8, cls=2), dets_of([cab], conf=0.6, cls=2)), 0.0)
     assert len(out) == 1 and out.confidence.tolist() == pytest.approx([0.8])
+    only_cover = MaskTracker(min_hits=1, duplicate_iou=0)  # each rule works on its own
+    assert len(only_cover.update(_concat(dets_of([truck], conf=0.8, cls=2), dets_of([cab], conf=0.6, cls=2)), 0.0)) == 1
     # a worker in front of the truck whose mask lies inside the truck's is another object: kept
     worker = np.zeros((80, 80), bool)
     worker[34:46, 30:34] = True
