@@ -31,8 +31,8 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--no-baseline", action="store_true", help="only maskwatch's tracker")
     p.add_argument("--json", default=None, help="also write the results here")
     p.add_argument("--threads", type=int, default=None)
-    p.add_argument("--cache", default=None, help="keep the model's detections here (keyed by clip, its gt.json, model hash and conf): "
-                   "a second run only tracks and scores")
+    p.add_argument("--cache", default=None, help="keep the model's detections here (keyed by clip, its gt.json, model hash "
+                   "and conf): a second run only tracks and scores")
     p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                    help="override a tracker parameter (TrackerParams field), e.g. --set min_hits=3; repeatable")
     return p

@@ -55,8 +55,8 @@ class TrackerParams:
     recover_dist: float = 1.5  # third pass: a detection within this many track sizes of the prediction
     min_box_px: float = 16.0  # boxes are compared as if at least this big (frame pixels)
     move_frac: float = 0.15  # a move larger than this fraction of the box height resets the stationary clock
-    duplicate_iou: float = 0.5  # a detection whose mask overlaps a more confident one this much (any class) is dropped (0: off)
-    duplicate_cover: float = 0.8  # ... or lies this much inside a more confident one of its class (a part of it; 0: off)
+    duplicate_iou: float = 0.5  # drop a detection whose mask overlaps a more confident one's this much (0: off)
+    duplicate_cover: float = 0.8  # ... or lies this much inside a more confident one of its class (0: off)
 
 
 def _xyxy_to_cxcywh(b: np.ndarray) -> np.ndarray:
@@ -112,7 +112,7 @@ def mask_boxes(masks: np.ndarray) -> np.ndarray:
 
 
 def _box_meets(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, ...]:
-    """Pairwise intersections (n, m) of boxes a (n, 4) and b (m, 4) as x0, y0, x1, y1 (empty where x1 <= x0 or y1 <= y0)."""
+    """Pairwise intersections (n, m) of boxes a (n, 4) and b (m, 4): x0, y0, x1, y1 (empty: x1 <= x0 or y1 <= y0)."""
     return (np.maximum(a[:, None, 0], b[None, :, 0]), np.maximum(a[:, None, 1], b[None, :, 1]),
             np.minimum(a[:, None, 2], b[None, :, 2]), np.minimum(a[:, None, 3], b[None, :, 3]))
 
