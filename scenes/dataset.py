@@ -23,6 +23,8 @@ from .render import Instance
 VAL_SEED_OFFSET = 10_000_000
 #: held-out clips for evaluation use seeds from here on; never used by the dataset export
 EVAL_SEED_OFFSET = 20_000_000
+# seeds of the scripted-scenario frames added to a training set (export_scenario_frames)
+SCENARIO_SEED_OFFSET = 5_000_000
 
 
 def mask_to_polygon(mask: np.ndarray, offset_xy: tuple[int, int] = (0, 0)) -> np.ndarray | None:
@@ -77,16 +79,17 @@ def make_scene(name: str, seed: int, width: int, height: int, scenario: str | No
 
 
 def _job(args) -> list[dict]:
-    split, scene, seed, times, width, height, out, quality = args
-    sc = make_scene(scene, seed, width, height)
+    split, scene, seed, times, width, height, out, quality, *rest = args
+    scenario = rest[0] if rest else None
+    sc = make_scene(scene, seed, width, height, scenario)
     recs = []
     for k, t in enumerate(times):
         frame, inst = sc.render(float(t), frame_index=int(t * 15))
-        stem = f"{scene}_{seed}_{k}"
+        stem = f"{scene}-{scenario}_{seed}_{k}" if scenario else f"{scene}_{seed}_{k}"
         cv2.imwrite(str(Path(out) / "images" / split / f"{stem}.jpg"), frame, [cv2.IMWRITE_JPEG_QUALITY, quality])
         lines = label_lines(inst, width, height)
         (Path(out) / "labels" / split / f"{stem}.txt").write_text("".join(ln + "\n" for ln in lines))
-        recs.append({"split": split, "scene": scene, "seed": seed, "t": round(float(t), 3), "file": f"{stem}.jpg", "instances": len(lines)})
+        recs.append({"split": split, "scene": scene, "scenario": scenario, "seed": seed, "t": round(float(t), 3), "file": f"{stem}.jpg", "instances": len(lines)})
     return recs
 
 
@@ -148,3 +151,54 @@ def export_dataset(
                                                      "frames_per_seed": frames_per_seed, "records": records}, indent=1))
     log(f"dataset: wrote {len(records)} images to {out}")
     return data_yaml
+
+
+def export_scenario_frames(
+    out: str | os.PathLike,
+    scenarios: dict[str, list[str]],
+    images: int,
+    *,
+    seconds: tuple[float, float] = (2.0, 20.0),
+    frames_per_seed: int = 3,
+    width: int = 1280,
+    height: int = 720,
+    workers: int = 1,
+    quality: int = 92,
+    log=print,
+) -> int:
+    """Add `images` training frames of scripted scenarios (e.g. site's excavator_swing: the arm
+    at full reach, which random scenes rarely show) to an exported dataset's train split.
+
+    Seeds start at SCENARIO_SEED_OFFSET (disjoint from train, val and held-out seeds); the
+    scenarios take turns. Recorded in the dataset's manifest under "scenario_records".
+    Returns the number of frames written."""
+    out = Path(out)
+    manifest_path = out / "manifest.json"
+    if not manifest_path.exists():
+        raise FileNotFoundError(f"{manifest_path}: export the dataset first")
+    pairs = [(scene, sc) for scene, names in scenarios.items() for sc in names]
+    jobs = []
+    made = 0
+    i = 0
+    while made < images:
+        scene, scenario = pairs[i % len(pairs)]
+        seed = SCENARIO_SEED_OFFSET + i
+        rng = np.random.default_rng([seed, 11])
+        k = min(frames_per_seed, images - made)
+        times = np.sort(rng.uniform(seconds[0], seconds[1], size=k))
+        jobs.append(("train", scene, seed, times, width, height, str(out), quality, scenario))
+        made += k
+        i += 1
+    records: list[dict] = []
+    if workers > 1:
+        with ProcessPoolExecutor(workers) as ex:
+            for recs in ex.map(_job, jobs, chunksize=4):
+                records += recs
+    else:
+        for j in jobs:
+            records += _job(j)
+    manifest = json.loads(manifest_path.read_text())
+    manifest["scenario_records"] = records
+    manifest_path.write_text(json.dumps(manifest, indent=1))
+    log(f"dataset: added {len(records)} scenario frames ({', '.join(f'{a}/{b}' for a, b in pairs)}) to {out}")
+    return len(records)

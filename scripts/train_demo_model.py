@@ -50,6 +50,7 @@ def build_data(args) -> Path:
     data_yaml = Path(args.data_dir) / "data.yaml"
     if data_yaml.exists() and not args.rebuild_data:
         print(f"data: using {data_yaml}", flush=True)
+        _add_scenarios(args)
         return data_yaml
     from scenes.dataset import export_dataset
 
@@ -66,7 +67,29 @@ def build_data(args) -> Path:
         log=lambda m: print(m, flush=True),
     )
     print(f"data: {args.images} images in {time.time() - t0:.0f} s", flush=True)
+    _add_scenarios(args)
     return data_yaml
+
+
+def _add_scenarios(args) -> None:
+    """Scripted-scenario frames (the excavator's arm at full reach, a reversing truck) added to
+    the train split once (--scenario-images; 0 for the dataset of stages 1-5)."""
+    import json
+
+    from scenes.dataset import export_scenario_frames
+
+    manifest = json.loads((Path(args.data_dir) / "manifest.json").read_text())
+    have = len(manifest.get("scenario_records", []))
+    if args.scenario_images <= have:
+        if have:
+            print(f"data: {have} scenario frames already in the dataset", flush=True)
+        return
+    t0 = time.time()
+    export_scenario_frames(args.data_dir, {"site": ["excavator_swing", "excavator_swing", "truck_reverse"]},
+                           args.scenario_images, workers=args.workers, log=lambda m: print(m, flush=True))
+    for cache in Path(args.data_dir).glob("labels/*.cache"):
+        cache.unlink()  # Ultralytics' label cache would hide the new frames
+    print(f"data: scenario frames in {time.time() - t0:.0f} s", flush=True)
 
 
 def train(args, data_yaml: Path) -> Path:
@@ -167,6 +190,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data-dir", default=str(ROOT / "runs" / "demo" / "dataset"))
     p.add_argument("--images", type=int, default=2400, help="train + val images to render")
+    p.add_argument("--scenario-images", type=int, default=0,
+                   help="scripted-scenario train frames to add (stage 6: 300)")
     p.add_argument("--val-fraction", type=float, default=0.08)
     p.add_argument("--seed-base", type=int, default=0)
     p.add_argument("--rebuild-data", action="store_true")

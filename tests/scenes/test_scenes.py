@@ -14,7 +14,14 @@ import yaml
 
 from scenes.classes import CLASS_NAMES
 from scenes.clip import write_clip
-from scenes.dataset import VAL_SEED_OFFSET, export_dataset, make_scene, mask_to_polygon
+from scenes.dataset import (
+    SCENARIO_SEED_OFFSET,
+    VAL_SEED_OFFSET,
+    export_dataset,
+    export_scenario_frames,
+    make_scene,
+    mask_to_polygon,
+)
 from scenes.render import SHIFT, Item, Part, draw_items, extract_instances, to_fixed
 from scenes.rle import decode, encode, rle_counts
 
@@ -217,6 +224,30 @@ def test_dataset_export_loads_in_ultralytics_layout(tmp_path):
     assert train_seeds and val_seeds and not (train_seeds & val_seeds)
     assert min(val_seeds) >= VAL_SEED_OFFSET > max(train_seeds)
 
+
+
+def test_scenario_frames_added_to_train_split(tmp_path):
+    export_dataset(tmp_path, ["site"], 3, frames_per_seed=3, width=SMALL[0], height=SMALL[1], log=lambda m: None)
+    before = {p.name for p in (tmp_path / "images" / "train").glob("*.jpg")}
+    n = export_scenario_frames(tmp_path, {"site": ["excavator_swing", "truck_reverse"]}, 4, frames_per_seed=2,
+                               width=SMALL[0], height=SMALL[1], log=lambda m: None)
+    assert n == 4
+    after = {p.name for p in (tmp_path / "images" / "train").glob("*.jpg")}
+    added = after - before
+    assert before < after and len(added) == 4
+    assert {a.split("_")[0] for a in added} == {"site-excavator", "site-truck"}
+    man = json.loads((tmp_path / "manifest.json").read_text())
+    recs = man["scenario_records"]
+    assert {r["scenario"] for r in recs} == {"excavator_swing", "truck_reverse"}
+    seeds = {r["seed"] for r in recs}
+    assert min(seeds) >= SCENARIO_SEED_OFFSET and not seeds & {r["seed"] for r in man["records"]}
+    assert max(seeds) < VAL_SEED_OFFSET  # disjoint from val and held-out seeds
+    for r in recs:  # the excavator is labelled in every excavator_swing frame
+        labels = (tmp_path / "labels" / "train" / r["file"].replace(".jpg", ".txt")).read_text().splitlines()
+        if r["scenario"] == "excavator_swing":
+            assert any(line.split()[0] == str(CLASS_NAMES.index("excavator")) for line in labels)
+    with pytest.raises(FileNotFoundError, match="manifest"):
+        export_scenario_frames(tmp_path / "none", {"site": ["excavator_swing"]}, 1, log=lambda m: None)
 
 def test_polygon_labels_reproduce_masks_including_split_masks():
     m = np.zeros((40, 60), bool)
