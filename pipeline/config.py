@@ -87,9 +87,11 @@ class TrackerConfig(_Strict):
     low_conf: float = Field(0.1, gt=0, lt=1, description="Second-pass detections: between this and model.conf.")
     new_track_conf: float | None = Field(None, gt=0, lt=1, description="Least confidence to start a track (default model.conf).")
     min_hits: int = Field(2, ge=1, le=100, description="Matches before a track is reported.")
-    max_lost_s: float = Field(1.0, ge=0, le=3600, description="Keep a lost track this long (stream seconds).")
+    max_lost_s: float = Field(2.0, ge=0, le=3600, description="Keep a lost track this long (stream seconds).")
     min_similarity: float = Field(0.2, gt=0, lt=1, description="Least similarity to continue a track (first pass).")
-    mask_weight: float = Field(0.5, ge=0, le=1, description="Weight of mask IoU against predicted-box IoU.")
+    mask_weight: float = Field(0.3, ge=0, le=1, description="Weight of mask IoU against predicted-box IoU.")
+    recover_dist: float = Field(1.5, ge=0, le=100, description="A lost track takes the nearest unmatched detection of its "
+                                "class and size within this many track sizes of its prediction.")
     duplicate_iou: float = Field(0.5, ge=0, le=1, description="Drop a detection whose mask overlaps a more confident "
                                  "one's this much, any class: the same object seen twice (0: off).")
     duplicate_cover: float = Field(0.8, ge=0, le=1, description="Drop a detection whose mask lies this much inside a "
@@ -101,7 +103,8 @@ class TrackerConfig(_Strict):
         return TrackerParams(high_conf=model_conf, low_conf=min(self.low_conf, model_conf),
                              new_track_conf=self.new_track_conf or model_conf, min_hits=self.min_hits,
                              max_lost_s=self.max_lost_s, min_similarity=self.min_similarity,
-                             mask_weight=self.mask_weight, duplicate_iou=self.duplicate_iou,
+                             mask_weight=self.mask_weight, recover_dist=self.recover_dist,
+                             duplicate_iou=self.duplicate_iou,
                              duplicate_cover=self.duplicate_cover)
 
 

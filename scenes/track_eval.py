@@ -68,10 +68,14 @@ class _ByteTrack:
 
 
 def _trackers(fps: float, conf: float, low_conf: float, baseline: bool, params: dict | None = None) -> dict:
-    from pipeline.tracking import MaskTracker, TrackerParams
+    import dataclasses
 
-    kw = {"high_conf": conf, "low_conf": low_conf, "new_track_conf": conf, **(params or {})}
-    out = {"maskwatch": MaskTracker(TrackerParams(**kw))}
+    from pipeline.config import TrackerConfig
+    from pipeline.tracking import MaskTracker
+
+    # the tracker exactly as `maskwatch run` builds it from a config with model.conf = conf
+    p = TrackerConfig(low_conf=low_conf).params(conf)
+    out = {"maskwatch": MaskTracker(dataclasses.replace(p, **(params or {})))}
     if baseline:
         out["bytetrack-defaults"] = _ByteTrack(fps)
         out["bytetrack-matched"] = _ByteTrack(fps, track_activation_threshold=conf, high_conf_det_threshold=conf,

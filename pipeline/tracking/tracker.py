@@ -47,10 +47,10 @@ class TrackerParams:
     low_conf: float = 0.1  # second-pass detections (between low and high)
     new_track_conf: float = 0.4  # least confidence to start a track
     min_hits: int = 2  # matches before a track is reported
-    max_lost_s: float = 1.0  # keep a lost track this long (stream seconds)
+    max_lost_s: float = 2.0  # keep a lost track this long (stream seconds)
     min_similarity: float = 0.2  # least similarity to match in the first pass
     min_similarity_low: float = 0.35  # ... and in the second pass
-    mask_weight: float = 0.5  # model masks of bunched players overlap: equal weight with the box measured best
+    mask_weight: float = 0.3  # far objects are a few mask pixels and bunched players' masks overlap (tuning clips)
     class_penalty: float = 0.3
     recover_dist: float = 1.5  # third pass: a detection within this many track sizes of the prediction
     min_box_px: float = 16.0  # boxes are compared as if at least this big (frame pixels)
