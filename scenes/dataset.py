@@ -79,8 +79,7 @@ def make_scene(name: str, seed: int, width: int, height: int, scenario: str | No
 
 
 def _job(args) -> list[dict]:
-    split, scene, seed, times, width, height, out, quality, *rest = args
-    scenario = rest[0] if rest else None
+    split, scene, scenario, seed, times, width, height, out, quality = args
     sc = make_scene(scene, seed, width, height, scenario)
     recs = []
     for k, t in enumerate(times):
@@ -89,8 +88,27 @@ def _job(args) -> list[dict]:
         cv2.imwrite(str(Path(out) / "images" / split / f"{stem}.jpg"), frame, [cv2.IMWRITE_JPEG_QUALITY, quality])
         lines = label_lines(inst, width, height)
         (Path(out) / "labels" / split / f"{stem}.txt").write_text("".join(ln + "\n" for ln in lines))
-        recs.append({"split": split, "scene": scene, "scenario": scenario, "seed": seed, "t": round(float(t), 3), "file": f"{stem}.jpg", "instances": len(lines)})
+        recs.append({"split": split, "scene": scene, "scenario": scenario, "seed": seed, "t": round(float(t), 3),
+                     "file": f"{stem}.jpg", "instances": len(lines)})
     return recs
+
+
+def _run_jobs(jobs: list[tuple], workers: int, total: int, log) -> list[dict]:
+    """Render the jobs (in worker processes when workers > 1); their records in job order."""
+    records: list[dict] = []
+    if workers > 1:
+        with ProcessPoolExecutor(workers) as ex:
+            results = ex.map(_job, jobs, chunksize=4)
+            for i, recs in enumerate(results):
+                records += recs
+                if i % 100 == 0:
+                    log(f"dataset: {len(records)}/{total} images")
+    else:
+        for i, j in enumerate(jobs):
+            records += _job(j)
+            if i % 100 == 0:
+                log(f"dataset: {len(records)}/{total} images")
+    return records
 
 
 def export_dataset(
@@ -127,21 +145,10 @@ def export_dataset(
             scene = scenes[int(rng.choice(len(scenes), p=w))]
             k = min(frames_per_seed, n - made)
             times = np.sort(rng.uniform(0.0, 40.0, size=k))
-            jobs.append((split, scene, seed, times, width, height, str(out), quality))
+            jobs.append((split, scene, None, seed, times, width, height, str(out), quality))
             made += k
             i += 1
-    records: list[dict] = []
-    if workers > 1:
-        with ProcessPoolExecutor(workers) as ex:
-            for i, recs in enumerate(ex.map(_job, jobs, chunksize=4)):
-                records += recs
-                if i % 100 == 0:
-                    log(f"dataset: {len(records)}/{images} images")
-    else:
-        for i, j in enumerate(jobs):
-            records += _job(j)
-            if i % 100 == 0:
-                log(f"dataset: {len(records)}/{images} images")
+    records = _run_jobs(jobs, workers, images, log)
     names = {i: n for i, n in enumerate(CLASS_NAMES)}
     data_yaml = out / "data.yaml"
     lines = [f"path: {out.resolve()}", "train: images/train", "val: images/val", "names:"]
@@ -186,17 +193,10 @@ def export_scenario_frames(
         rng = np.random.default_rng([seed, 11])
         k = min(frames_per_seed, images - made)
         times = np.sort(rng.uniform(seconds[0], seconds[1], size=k))
-        jobs.append(("train", scene, seed, times, width, height, str(out), quality, scenario))
+        jobs.append(("train", scene, scenario, seed, times, width, height, str(out), quality))
         made += k
         i += 1
-    records: list[dict] = []
-    if workers > 1:
-        with ProcessPoolExecutor(workers) as ex:
-            for recs in ex.map(_job, jobs, chunksize=4):
-                records += recs
-    else:
-        for j in jobs:
-            records += _job(j)
+    records = _run_jobs(jobs, workers, images, log)
     manifest = json.loads(manifest_path.read_text())
     manifest["scenario_records"] = records
     manifest_path.write_text(json.dumps(manifest, indent=1))

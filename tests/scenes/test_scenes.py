@@ -225,7 +225,6 @@ def test_dataset_export_loads_in_ultralytics_layout(tmp_path):
     assert min(val_seeds) >= VAL_SEED_OFFSET > max(train_seeds)
 
 
-
 def test_scenario_frames_added_to_train_split(tmp_path):
     export_dataset(tmp_path, ["site"], 3, frames_per_seed=3, width=SMALL[0], height=SMALL[1], log=lambda m: None)
     before = {p.name for p in (tmp_path / "images" / "train").glob("*.jpg")}
@@ -248,6 +247,7 @@ def test_scenario_frames_added_to_train_split(tmp_path):
             assert any(line.split()[0] == str(CLASS_NAMES.index("excavator")) for line in labels)
     with pytest.raises(FileNotFoundError, match="manifest"):
         export_scenario_frames(tmp_path / "none", {"site": ["excavator_swing"]}, 1, log=lambda m: None)
+
 
 def test_polygon_labels_reproduce_masks_including_split_masks():
     m = np.zeros((40, 60), bool)
