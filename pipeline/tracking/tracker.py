@@ -60,11 +60,17 @@ class TrackerParams:
 
 
 def _xyxy_to_cxcywh(b: np.ndarray) -> np.ndarray:
-    return np.stack([(b[:, 0] + b[:, 2]) / 2, (b[:, 1] + b[:, 3]) / 2, b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]], axis=1)
+    return np.concatenate([(b[:, :2] + b[:, 2:4]) / 2, b[:, 2:4] - b[:, :2]], axis=1)
 
 
 def _cxcywh_to_xyxy(b: np.ndarray) -> np.ndarray:
-    return np.stack([b[:, 0] - b[:, 2] / 2, b[:, 1] - b[:, 3] / 2, b[:, 0] + b[:, 2] / 2, b[:, 1] + b[:, 3] / 2], axis=1)
+    half = b[:, 2:4] / 2
+    return np.concatenate([b[:, :2] - half, b[:, :2] + half], axis=1)
+
+
+def _clip_to_frame(b: np.ndarray, w: float, h: float) -> np.ndarray:
+    """Boxes (n, 4) xyxy clipped to a w x h frame."""
+    return np.minimum(np.maximum(b, 0.0), np.array([w, h, w, h], np.float64))
 
 
 def _at_least(b: np.ndarray, size: float) -> np.ndarray:
@@ -76,11 +82,10 @@ def _at_least(b: np.ndarray, size: float) -> np.ndarray:
 
 def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Pairwise IoU of xyxy boxes (n, 4) x (m, 4)."""
-    lt = np.maximum(a[:, None, :2], b[None, :, :2])
-    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = np.prod(np.clip(rb - lt, 0, None), axis=2)
-    area_a = np.prod(np.clip(a[:, 2:] - a[:, :2], 0, None), axis=1)
-    area_b = np.prod(np.clip(b[:, 2:] - b[:, :2], 0, None), axis=1)
+    x0, y0, x1, y1 = _box_meets(a, b)
+    inter = np.maximum(x1 - x0, 0) * np.maximum(y1 - y0, 0)
+    area_a = np.maximum(a[:, 2] - a[:, 0], 0) * np.maximum(a[:, 3] - a[:, 1], 0)
+    area_b = np.maximum(b[:, 2] - b[:, 0], 0) * np.maximum(b[:, 3] - b[:, 1], 0)
     union = area_a[:, None] + area_b[None, :] - inter
     return np.where(union > 0, inter / np.maximum(union, 1e-9), 0.0)
 
@@ -96,18 +101,26 @@ def mask_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.where(union > 0, inter / np.maximum(union, 1e-9), 0.0)
 
 
+def mask_areas(masks: np.ndarray) -> np.ndarray:
+    """Pixel counts (n,) of boolean masks; a count per mask is several times faster than one along axes."""
+    return np.fromiter((np.count_nonzero(m) for m in masks), np.int64, len(masks))
+
+
 def mask_boxes(masks: np.ndarray) -> np.ndarray:
     """Tight boxes (n, 4) x0, y0, x1, y1 (exclusive) of boolean masks in mask space; empty masks get 0-size boxes."""
     n = len(masks)
     if n == 0:
         return np.zeros((0, 4), np.int64)
-    rows = masks.any(axis=2)
+    h, w = masks.shape[1:]
+    flat = masks.reshape(n, -1)
+    has = flat.any(axis=1)
+    # argmax over bools stops at the first True: the first set pixel's row, then the same on the
+    # rows upside down (a copy of whole rows, cheap); reductions along an axis cost several times more
+    y0 = flat.argmax(axis=1) // w
+    y1 = h - masks[:, ::-1].reshape(n, -1).argmax(axis=1) // w
     cols = masks.any(axis=1)
-    has = rows.any(axis=1)
-    y0 = rows.argmax(axis=1)
-    y1 = rows.shape[1] - rows[:, ::-1].argmax(axis=1)
     x0 = cols.argmax(axis=1)
-    x1 = cols.shape[1] - cols[:, ::-1].argmax(axis=1)
+    x1 = w - cols[:, ::-1].argmax(axis=1)
     return np.where(has[:, None], np.stack([x0, y0, x1, y1], axis=1), 0)
 
 
@@ -156,7 +169,7 @@ class MaskTracker:
     def _reset_arrays(self, mask_hw: tuple[int, int] = (0, 0)) -> None:
         self.ids = np.zeros(0, np.int64)
         self.mean = np.zeros((0, 8))
-        self.cov = np.zeros((0, 8, 8))
+        self.cov = np.zeros((0, 3, 4))  # Kalman covariance blocks (see kalman)
         self.last_box = np.zeros((0, 4))  # cxcywh at the last match
         self.masks = np.zeros((0, *mask_hw), bool)
         self.mask_box = np.zeros((0, 4), np.int64)
@@ -189,7 +202,7 @@ class MaskTracker:
         if dets.mask_space is not None:
             # an object leaving or entering the frame is seen clipped at the border; so is its detection
             w, h = dets.mask_space.frame_wh
-            pred_xyxy = np.clip(pred_xyxy, 0.0, [w, h, w, h])
+            pred_xyxy = _clip_to_frame(pred_xyxy, w, h)
         # tiny objects (a ball, a far worker): a pixel of jitter must not drop their box IoU to nothing
         sim = box_iou(_at_least(dets.xyxy[idx].astype(np.float64), self.p.min_box_px), _at_least(pred_xyxy, self.p.min_box_px))
         if det_box is not None and self.masks.shape[1:] == dets.masks.shape[1:]:
@@ -210,13 +223,13 @@ class MaskTracker:
         edge = np.zeros(len(idx), bool)
         if dets.mask_space is not None:  # compare what is visible: clip predictions to the frame
             w, h = dets.mask_space.frame_wh
-            trk_xyxy = np.clip(trk_xyxy, 0.0, [w, h, w, h])
+            trk_xyxy = _clip_to_frame(trk_xyxy, w, h)
             edge = (det_xyxy[:, 0] <= 1) | (det_xyxy[:, 1] <= 1) | (det_xyxy[:, 2] >= w - 1) | (det_xyxy[:, 3] >= h - 1)
         m = self.p.min_box_px  # tiny objects: sizes no smaller than this, as in the box IoU
         det, trk = _xyxy_to_cxcywh(_at_least(det_xyxy, m)), _xyxy_to_cxcywh(_at_least(trk_xyxy, m))
         size = np.sqrt(trk[:, 2] * trk[:, 3])
         # the search radius grows with the filter's position uncertainty (long gaps, fast objects)
-        spread = np.sqrt(self.cov[tracks, 0, 0] + self.cov[tracks, 1, 1])
+        spread = kalman.position_spread(self.cov[tracks])
         radius = self.p.recover_dist * size + 2.0 * spread
         dist = np.hypot(det[:, None, 0] - trk[None, :, 0], det[:, None, 1] - trk[None, :, 1])
         near = np.clip(1.0 - dist / radius[None, :], 0.0, None)
@@ -250,7 +263,7 @@ class MaskTracker:
         det_box = det_area = None
         if dets.masks is not None:
             det_box = mask_boxes(dets.masks)
-            det_area = np.count_nonzero(dets.masks, axis=(1, 2))
+            det_area = mask_areas(dets.masks)
         valid = conf >= p.low_conf
         if det_box is not None and (p.duplicate_iou > 0 or p.duplicate_cover > 0):
             valid &= ~self._duplicates(dets.masks, det_box, det_area, conf, dets.class_id, valid)
@@ -301,9 +314,10 @@ class MaskTracker:
         keep = matched | (self.confirmed & (pts_s - self.last_seen <= p.max_lost_s))
         if det_to_track and newly.any():
             keep &= ~self._inherit(np.flatnonzero(newly), np.flatnonzero(keep & ~matched), dets.mask_space)
-        old_to_new = np.cumsum(keep) - 1
-        self._keep(keep)
-        det_to_track = {d: int(old_to_new[t]) for d, t in det_to_track.items()}
+        if not keep.all():
+            old_to_new = (np.cumsum(keep) - 1).tolist()
+            self._keep(keep)
+            det_to_track = {d: old_to_new[t] for d, t in det_to_track.items()}
 
         # new tracks from confident unmatched detections
         new = [int(d) for d in high if int(d) not in det_to_track and conf[d] >= p.new_track_conf]
@@ -337,13 +351,15 @@ class MaskTracker:
         # most the boxes' intersection, so keep the pairs where that could reach either bound
         x0, y0, x1, y1 = _box_meets(box[idx], box[idx])
         iou_min, cover = self.p.duplicate_iou, self.p.duplicate_cover
-        box_inter = np.clip(x1 - x0, 0, None) * np.clip(y1 - y0, 0, None)
+        box_inter = np.maximum(x1 - x0, 0) * np.maximum(y1 - y0, 0)
         av = area[idx]
         cv = class_id[idx]
         could = (iou_min > 0) & (box_inter >= iou_min * np.maximum(av[:, None], av[None, :]))
         if cover > 0:
             could |= (cv[:, None] == cv[None, :]) & (box_inter >= cover * np.maximum(av[None, :], 1))
-        ii, jj = np.nonzero(np.triu(could & (box_inter > 0), k=1))
+        ii, jj = np.nonzero(could & (box_inter > 0))
+        upper = ii < jj
+        ii, jj = ii[upper], jj[upper]
         if len(ii) == 0:
             return dup
         gone = np.zeros(len(idx), bool)
@@ -373,10 +389,10 @@ class MaskTracker:
         box = _cxcywh_to_xyxy(self.mean[lost, :4])
         if space is not None:  # an object that left the frame is looked for where it left
             w, h = space.frame_wh
-            box = np.clip(box, 0.0, [w, h, w, h])
+            box = _clip_to_frame(box, w, h)
         pred = _xyxy_to_cxcywh(_at_least(box, self.p.min_box_px))
         size = np.sqrt(pred[:, 2] * pred[:, 3])
-        spread = np.sqrt(self.cov[lost, 0, 0] + self.cov[lost, 1, 1])
+        spread = kalman.position_spread(self.cov[lost])
         radius = self.p.recover_dist * size + 2.0 * spread
         dist = np.hypot(self.mean[new, None, 0] - pred[None, :, 0], self.mean[new, None, 1] - pred[None, :, 1])
         same = self.track_class[new][:, None] == self.track_class[lost][None, :]
@@ -407,7 +423,7 @@ class MaskTracker:
         masks = dets.masks[d_idx] if dets.masks is not None else np.zeros((n, *self.masks.shape[1:]), bool)
         self.masks = np.concatenate([self.masks, masks])
         self.mask_box = np.concatenate([self.mask_box, mask_boxes(masks)])
-        self.mask_area = np.concatenate([self.mask_area, np.count_nonzero(masks, axis=(1, 2))])
+        self.mask_area = np.concatenate([self.mask_area, mask_areas(masks)])
         self.hits = np.concatenate([self.hits, np.ones(n, np.int64)])
         self.confirmed = np.concatenate([self.confirmed, np.full(n, confirmed)])
         self.first_seen = np.concatenate([self.first_seen, np.full(n, pts_s)])

@@ -227,3 +227,61 @@ def test_mask_iou_matrix():
     a[0, :2, :2] = True
     a[1, :, :] = True
     assert np.allclose(mask_iou(a, a), [[1, 0.25], [0.25, 1]])
+
+
+def test_mask_boxes_and_areas_match_a_plain_scan():
+    from pipeline.tracking.tracker import mask_areas, mask_boxes
+
+    rng = np.random.default_rng(3)
+    masks = rng.random((40, 24, 40)) < rng.random((40, 1, 1)) * 0.05  # sparse, some empty
+    masks[0] = False
+    masks[1, 0, 0] = masks[1, 23, 39] = True  # opposite corners
+    masks[2] = True
+    want = []
+    for m in masks:
+        ys, xs = np.nonzero(m)
+        want.append([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1] if len(xs) else [0, 0, 0, 0])
+    assert mask_boxes(masks).tolist() == want
+    assert mask_areas(masks).tolist() == [int(m.sum()) for m in masks]
+    assert mask_boxes(masks[:0]).shape == (0, 4) and mask_areas(masks[:0]).shape == (0,)
+
+
+def test_kalman_blocks_equal_the_full_8x8_filter():
+    """The filter keeps four 2x2 covariance blocks; the textbook 8x8 filter with the same noise gives the same."""
+    from pipeline.tracking import kalman
+
+    def full(cov):  # blocks (n, 3, 4) -> (n, 8, 8)
+        out = np.zeros((len(cov), 8, 8))
+        for i in range(4):
+            out[:, i, i], out[:, i, i + 4] = cov[:, 0, i], cov[:, 1, i]
+            out[:, i + 4, i], out[:, i + 4, i + 4] = cov[:, 1, i], cov[:, 2, i]
+        return out
+
+    rng = np.random.default_rng(0)
+    z = np.column_stack([rng.uniform(0, 500, (5, 2)), rng.uniform(4, 80, (5, 2))])
+    mean, cov = kalman.initiate(z)
+    m8, p8 = mean.copy(), full(cov)
+    for step in range(30):
+        dt = float(rng.choice([1 / 30, 1 / 15, 0.5]))
+        mean, cov = kalman.predict(mean, cov, dt)
+        f = np.eye(8)
+        f[:4, 4:] = np.eye(4) * dt
+        h = np.maximum(m8[:, 3], kalman.MIN_SCALE_PX)
+        k = dt / kalman.REF_DT
+        q = np.zeros_like(p8)
+        q[:, range(4), range(4)] = ((kalman.STD_POS * h * k) ** 2)[:, None]
+        q[:, range(4, 8), range(4, 8)] = ((kalman.STD_VEL / kalman.REF_DT * h * k) ** 2)[:, None]
+        m8 = m8 @ f.T
+        m8[:, 2:4] = np.maximum(m8[:, 2:4], 1.0)
+        p8 = f @ p8 @ f.T + q
+        if step % 3 != 2:  # some steps without a measurement
+            meas = m8[:, :4] + rng.normal(0, 3, (5, 4))
+            mean, cov = kalman.update(mean, cov, meas)
+            hh = np.maximum(m8[:, 3], kalman.MIN_SCALE_PX)
+            r = np.zeros((5, 4, 4))
+            r[:, range(4), range(4)] = ((kalman.STD_POS * hh) ** 2)[:, None]
+            gain = np.linalg.solve(p8[:, :4, :4] + r, p8[:, :4, :]).transpose(0, 2, 1)
+            m8 = m8 + np.einsum("nij,nj->ni", gain, meas - m8[:, :4])
+            p8 = p8 - gain @ p8[:, :4, :]
+        assert np.allclose(mean, m8) and np.allclose(full(cov), p8)
+    assert np.allclose(kalman.position_spread(cov), np.sqrt(p8[:, 0, 0] + p8[:, 1, 1]))
