@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The synthetic clips behind the README's accuracy tables (10 s, 1280x720, 15 fps, H.264 + gt.json):
-#   var/eval  held-out clips (seeds 20,000,021..24): reported figures, never used to choose a setting
-#   var/tune  tuning clips (seeds 30,000,021..27): where tracker settings are chosen
+#   var/eval  held-out clips (seeds 20,000,021..28): reported figures, never used to choose a setting
+#   var/tune  tuning clips (seeds 30,000,021..31): where tracker settings are chosen
 # Neither range is used for training (training seeds start at 0, validation seeds at 10,000,000).
 #   bash scripts/make_eval_clips.sh [eval|tune|all]      (default all; existing clips are kept)
 set -euo pipefail
@@ -20,6 +20,11 @@ if [[ $which == eval || $which == all ]]; then
   clip var/eval/site-20000022 site 20000022 truck_reverse
   clip var/eval/pitch-20000023 pitch 20000023
   clip var/eval/pitch-20000024 pitch 20000024 box_entry
+  for s in 20000025 20000026 20000027; do clip var/eval/pitch-$s pitch $s; done
+  clip var/eval/site-20000025 site 20000025
+  clip var/eval/site-20000026 site 20000026 excavator_swing
+  clip var/eval/site-20000027 site 20000027
+  clip var/eval/site-20000028 site 20000028 truck_reverse
 fi
 if [[ $which == tune || $which == all ]]; then
   clip var/tune/site-30000021 site 30000021
@@ -28,4 +33,10 @@ if [[ $which == tune || $which == all ]]; then
   clip var/tune/pitch-30000024 pitch 30000024 box_entry
   for s in 30000025 30000026 30000027; do clip var/tune/pitch-$s pitch $s; done
   for s in 30000025 30000026; do clip var/tune/site-$s site $s; done
+  for s in 30000028 30000029; do clip var/tune/pitch-$s pitch $s; done
+  clip var/tune/site-30000027 site 30000027
+  clip var/tune/site-30000028 site 30000028 excavator_swing
+  clip var/tune/site-30000029 site 30000029
+  clip var/tune/site-30000030 site 30000030 truck_reverse
+  clip var/tune/site-30000031 site 30000031
 fi

@@ -60,3 +60,27 @@ def test_eval_tracking_cli_caches_model_detections(tmp_path, capsys):
     capsys.readouterr()
     assert main(args + ["--set", "min_hitz=2"]) == 2
     assert "min_hitz" in capsys.readouterr().err
+
+
+def test_box_overlap_and_floor_checks():
+    from scenes.track_eval import OCCLUSION_HEAVY, box_overlap, floors
+
+    def inst(box):
+        return {"box_xyxy": box}
+
+    gt = {"frames": [{"instances": [inst([0, 0, 10, 10]), inst([5, 5, 15, 15]), inst([50, 50, 60, 60])]},
+                     {"instances": [inst([0, 0, 10, 10]), inst([9.5, 0, 20, 10])]},  # 5 % of a box: not counted
+                     {"instances": [inst([0, 0, 10, 10])]}]}
+    assert box_overlap(gt) == pytest.approx(2 / 6)
+    assert box_overlap({"frames": []}) == 0.0
+
+    def clip(heavy, ours, base):
+        return {"occlusion_heavy": heavy, "scores": {"maskwatch": {"IDF1": ours[0], "IDSW": ours[1]},
+                                                     "bytetrack-defaults": {"IDF1": base[0], "IDSW": base[1]}}}
+
+    lines = floors({"clips": {"a": clip(True, (0.90, 4), (0.84, 8)), "b": clip(True, (0.88, 5), (0.84, 8)),
+                              "c": clip(False, (0.95, 0), (0.95, 0)), "d": clip(False, (0.94, 0), (0.95, 1))}})
+    assert lines[0].count("ok") == 2 and "SHORT" not in lines[0]
+    assert lines[1].count("SHORT") == 2  # +4 points, 5 > 8 / 2
+    assert lines[2].endswith("ok") and lines[3].endswith("SHORT")
+    assert 0 < OCCLUSION_HEAVY < 1
