@@ -328,6 +328,14 @@ def floors(results: dict, baseline: str = "bytetrack-defaults") -> list[str]:
         else:
             lines.append(f"{clip} (easy): IDF1 {gain * 100:+.1f} points (floor: not lower) "
                          f"{'ok' if gain >= 0 else 'SHORT'}")
+    for heavy, kind in ((True, "occlusion-heavy"), (False, "easy")):
+        group = [r["scores"] for r in results["clips"].values() if r["occlusion_heavy"] == heavy and baseline in r["scores"]]
+        if group:
+            ours = sum(g["maskwatch"]["IDF1"] for g in group) / len(group)
+            base = sum(g[baseline]["IDF1"] for g in group) / len(group)
+            lines.append(f"all {len(group)} {kind} clips: mean IDF1 {ours:.3f} vs {base:.3f} ({(ours - base) * 100:+.1f} "
+                         f"points), ID switches {sum(g['maskwatch']['IDSW'] for g in group)} vs "
+                         f"{sum(g[baseline]['IDSW'] for g in group)}")
     return lines
 
 

@@ -83,4 +83,6 @@ def test_box_overlap_and_floor_checks():
     assert lines[0].count("ok") == 2 and "SHORT" not in lines[0]
     assert lines[1].count("SHORT") == 2  # +4 points, 5 > 8 / 2
     assert lines[2].endswith("ok") and lines[3].endswith("SHORT")
+    assert lines[4] == "all 2 occlusion-heavy clips: mean IDF1 0.890 vs 0.840 (+5.0 points), ID switches 9 vs 16"
+    assert lines[5].startswith("all 2 easy clips: mean IDF1 0.945 vs 0.950 (-0.5 points)")
     assert 0 < OCCLUSION_HEAVY < 1
