@@ -8,6 +8,7 @@ training appears in validation.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from concurrent.futures import ProcessPoolExecutor
@@ -96,16 +97,10 @@ def _job(args) -> list[dict]:
 def _run_jobs(jobs: list[tuple], workers: int, total: int, log) -> list[dict]:
     """Render the jobs (in worker processes when workers > 1); their records in job order."""
     records: list[dict] = []
-    if workers > 1:
-        with ProcessPoolExecutor(workers) as ex:
-            results = ex.map(_job, jobs, chunksize=4)
-            for i, recs in enumerate(results):
-                records += recs
-                if i % 100 == 0:
-                    log(f"dataset: {len(records)}/{total} images")
-    else:
-        for i, j in enumerate(jobs):
-            records += _job(j)
+    with ProcessPoolExecutor(workers) if workers > 1 else contextlib.nullcontext() as ex:
+        results = ex.map(_job, jobs, chunksize=4) if ex is not None else map(_job, jobs)
+        for i, recs in enumerate(results):
+            records += recs
             if i % 100 == 0:
                 log(f"dataset: {len(records)}/{total} images")
     return records
