@@ -96,6 +96,9 @@ class TrackerConfig(_Strict):
                                  "one's this much, any class: the same object seen twice (0: off).")
     duplicate_cover: float = Field(0.8, ge=0, le=1, description="Drop a detection whose mask lies this much inside a "
                                    "more confident one's of the same class: a part of it (0: off).")
+    foot_weight: float = Field(0.5, ge=0, le=10, description="Similarity lost per track height that a detection's bottom "
+                               "edge lies below a track's prediction: of two objects passing, the detection goes to the "
+                               "one in front (lower in the image). 0 for cameras looking straight down.")
 
     def params(self, model_conf: float):
         from .tracking import TrackerParams
@@ -105,7 +108,7 @@ class TrackerConfig(_Strict):
                              max_lost_s=self.max_lost_s, min_similarity=self.min_similarity,
                              mask_weight=self.mask_weight, recover_dist=self.recover_dist,
                              duplicate_iou=self.duplicate_iou,
-                             duplicate_cover=self.duplicate_cover)
+                             duplicate_cover=self.duplicate_cover, foot_weight=self.foot_weight)
 
 
 class MqttTlsConfig(_Strict):

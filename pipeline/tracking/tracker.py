@@ -8,7 +8,11 @@ Association (per frame, stream time ``t``):
   1. every track's box is advanced by a constant-velocity Kalman filter to ``t``, and its
      last mask is shifted by the same displacement (in mask space);
   2. similarity = ``mask_weight`` x mask IoU + (1 - ``mask_weight``) x box IoU, minus
-     ``class_penalty`` when the detection's class differs from the track's voted class;
+     ``class_penalty`` when the detection's class differs from the track's voted class, minus
+     ``foot_weight`` x how far (in track heights, at most one) the detection's bottom edge lies below
+     the predicted box's: cameras look down on a ground plane, so of two objects passing each other
+     the one in front stands lower in the image, and a detection of both, or of the front one alone,
+     reaches down to its feet (the one behind is hidden from below, never extended);
   3. first pass: high-confidence detections against all tracks (Hungarian assignment);
      second pass (ByteTrack's idea): low-confidence detections against the confirmed tracks
      left over, so objects survive partial occlusion; third pass: confident detections left
@@ -57,6 +61,7 @@ class TrackerParams:
     move_frac: float = 0.15  # a move larger than this fraction of the box height resets the stationary clock
     duplicate_iou: float = 0.5  # drop a detection whose mask overlaps a more confident one's this much (0: off)
     duplicate_cover: float = 0.8  # ... or lies this much inside a more confident one of its class (0: off)
+    foot_weight: float = 0.5  # similarity lost per track height that a detection reaches below the predicted box
 
 
 def _xyxy_to_cxcywh(b: np.ndarray) -> np.ndarray:
@@ -210,6 +215,10 @@ class MaskTracker:
             miou = shifted_mask_iou(dets.masks[idx], det_box[idx], det_area[idx], self.masks[tracks],
                                     self.mask_box[tracks], self.mask_area[tracks], shift)
             sim = self.p.mask_weight * miou + (1 - self.p.mask_weight) * sim
+        if self.p.foot_weight > 0:  # reaching below a track's feet: an object in front of it (step 2 above)
+            below = dets.xyxy[idx, 3].astype(np.float64)[:, None] - pred_xyxy[None, :, 3]
+            height = np.maximum(pred_xyxy[:, 3] - pred_xyxy[:, 1], self.p.min_box_px)
+            sim = sim - self.p.foot_weight * np.minimum(np.maximum(below / height, 0.0), 1.0)
         cls = self.track_class[tracks]
         sim = sim - self.p.class_penalty * (dets.class_id[idx][:, None] != cls[None, :])
         return sim

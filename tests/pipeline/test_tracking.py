@@ -60,6 +60,32 @@ def test_two_discs_pass_each_other_with_overlapping_boxes():
         assert list(res.tracker_id) == ids0  # detections stay in input order: a left-mover, a right-mover
 
 
+def _passing_people(**params):
+    """A narrow person in front (feet at y 60) and a wider one behind (feet at y 52) walk past each
+    other; at frame 7 the detector sees one mask: the front person and the head of the one behind."""
+    def rect(x0, y0, w, h):
+        m = np.zeros((80, 80), bool)
+        m[y0:y0 + h, x0:x0 + w] = True
+        return m
+
+    tracker = MaskTracker(min_hits=1, **params)
+    out = []
+    for i in range(14):
+        front, behind = rect(16 + 2 * i, 30, 8, 30), rect(44 - 2 * i, 24, 12, 28)
+        masks = [front | (behind & (np.arange(80)[:, None] < 30))] if i == 7 else [front, behind]
+        out.append([int(t) for t in tracker.update(dets_of(masks), i / 15).tracker_id])
+    return out
+
+
+def test_detection_of_passing_objects_goes_to_the_one_in_front():
+    out = _passing_people()
+    front, behind = out[0]
+    assert out[7] == [front]  # its box reaches the front one's feet (the behind one's box is more alike)
+    assert all(ids == [front, behind] for ids in out[8:])
+    # without the ground-contact term the wider box of the one behind takes it: the term decides
+    assert _passing_people(foot_weight=0.0)[7] == [behind]
+
+
 def test_short_occlusion_keeps_id_long_gets_new():
     t = MaskTracker(max_lost_s=1.0, min_hits=1)
     frames = [[blob(20 + i, 40)] for i in range(5)] + [[]] * 10 + [[blob(35, 40)]]  # 0.67 s hidden
