@@ -99,6 +99,9 @@ class TrackerConfig(_Strict):
     foot_weight: float = Field(0.5, ge=0, le=10, description="Similarity lost per track height that a detection's bottom "
                                "edge lies below a track's prediction: of two objects passing, the detection goes to the "
                                "one in front (lower in the image). 0 for cameras looking straight down.")
+    ambiguity_margin: float = Field(0.3, ge=0, le=1, description="A detection that another track left without one "
+                                    "would have taken almost as well (similarity within this) is two objects seen as "
+                                    "one: it is not reported that frame (0: off).")
 
     def params(self, model_conf: float):
         from .tracking import TrackerParams
@@ -108,7 +111,8 @@ class TrackerConfig(_Strict):
                              max_lost_s=self.max_lost_s, min_similarity=self.min_similarity,
                              mask_weight=self.mask_weight, recover_dist=self.recover_dist,
                              duplicate_iou=self.duplicate_iou,
-                             duplicate_cover=self.duplicate_cover, foot_weight=self.foot_weight)
+                             duplicate_cover=self.duplicate_cover, foot_weight=self.foot_weight,
+                             ambiguity_margin=self.ambiguity_margin)
 
 
 class MqttTlsConfig(_Strict):

@@ -3,7 +3,7 @@
     .venv/bin/python scripts/bench_tracker.py [--objects 20] [--size 80] [--frames 300] [--repeats 3]
 
 Median and p95 of MaskTracker.update over every frame after the first 20, all repeats; the same
-with duplicate suppression off and with the ground-contact term off (their costs, measured in the same run).
+with duplicate suppression, the ground-contact term and the ambiguity hold each off (their costs, in the same run).
 Target (issue 5): <= 1 ms per frame for 20 objects at 80x80 on a 2-core CPU.
 """
 
@@ -44,7 +44,7 @@ def main() -> None:
     a = p.parse_args()
     frames = scene(a.objects, a.size, a.frames)
     variants = {"": {}, " (duplicate suppression off)": {"duplicate_iou": 0.0, "duplicate_cover": 0.0},
-                " (foot_weight 0)": {"foot_weight": 0.0}}
+                " (foot_weight 0)": {"foot_weight": 0.0}, " (ambiguity_margin 0)": {"ambiguity_margin": 0.0}}
     times: dict[str, list[float]] = {name: [] for name in variants}
     for _ in range(a.repeats):
         for name, kw in variants.items():  # interleaved, so both see the same machine load

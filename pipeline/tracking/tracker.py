@@ -23,7 +23,12 @@ Association (per frame, stream time ``t``):
      tracks that miss are kept ``max_lost_s`` stream seconds, then removed;
   5. a track confirmed near where a lost track of the same class was expected takes over
      that track's ID (an object coming out from behind another, or back into the frame,
-     is first seen too small or too far off to match).
+     is first seen too small or too far off to match);
+  6. a first-pass detection that another confirmed track, left without a detection, would
+     have taken almost as well (similarity within ``ambiguity_margin``) is two objects seen
+     as one while they pass: it still corrects its track but is not reported that frame, so
+     the merged mask is never reported under either object's ID (zone rules ride over the
+     gap with their clear_after_s hysteresis).
 
 Boxes are compared clipped to the frame (objects at the border are seen clipped) and as if
 at least ``min_box_px`` big, so a few-pixel ball's jitter does not break its box IoU; the
@@ -62,6 +67,7 @@ class TrackerParams:
     duplicate_iou: float = 0.5  # drop a detection whose mask overlaps a more confident one's this much (0: off)
     duplicate_cover: float = 0.8  # ... or lies this much inside a more confident one of its class (0: off)
     foot_weight: float = 0.5  # similarity lost per track height that a detection reaches below the predicted box
+    ambiguity_margin: float = 0.3  # hold back a detection another unmatched track is this close to claiming (0: off)
 
 
 def _xyxy_to_cxcywh(b: np.ndarray) -> np.ndarray:
@@ -280,7 +286,9 @@ class MaskTracker:
         low = np.flatnonzero(valid & (conf < p.high_conf))
         all_tracks = np.arange(len(self.ids))
         det_to_track: dict[int, int] = {}
-        for r, c in self._assign(self._similarity(dets, high, all_tracks, scale, det_box, det_area), p.min_similarity):
+        sim1 = self._similarity(dets, high, all_tracks, scale, det_box, det_area)
+        pairs1 = self._assign(sim1, p.min_similarity)
+        for r, c in pairs1:
             det_to_track[int(high[r])] = int(all_tracks[c])
         taken = np.zeros(len(self.ids), bool)
         taken[list(det_to_track.values())] = True
@@ -296,6 +304,16 @@ class MaskTracker:
         for r, c in self._assign(self._nearness(dets, free, left), 1e-9):
             det_to_track[int(free[r])] = int(left[c])
 
+        # a first-pass detection that a confirmed track left without one could claim almost as well: two
+        # objects seen as one while they pass (step 6); it still corrects its track but is not reported
+        hold: set[int] = set()
+        if p.ambiguity_margin > 0 and pairs1 and len(self.ids) > 1:
+            rival = self.confirmed.copy()
+            rival[list(det_to_track.values())] = False
+            if rival.any():
+                alt = sim1[:, rival].max(axis=1)
+                hold = {int(high[r]) for r, c in pairs1
+                        if alt[r] >= p.min_similarity and sim1[r, c] - alt[r] < p.ambiguity_margin}
         # matched tracks: correct the filter, take the new mask, vote the class
         if det_to_track:
             d_idx = np.fromiter(det_to_track.keys(), np.int64)
@@ -336,7 +354,7 @@ class MaskTracker:
             det_to_track.update({d: base + k for k, d in enumerate(new)})
         self._frames += 1
 
-        out_d = np.array([d for d, t in sorted(det_to_track.items()) if self.confirmed[t]], np.int64)
+        out_d = np.array([d for d, t in sorted(det_to_track.items()) if self.confirmed[t] and d not in hold], np.int64)
         out_t = np.array([det_to_track[d] for d in out_d], np.int64)
         res = dets[out_d] if len(out_d) else dets[np.zeros(0, np.int64)]
         res.tracker_id = self.ids[out_t]

@@ -78,12 +78,20 @@ def _passing_people(**params):
 
 
 def test_detection_of_passing_objects_goes_to_the_one_in_front():
-    out = _passing_people()
+    out = _passing_people(ambiguity_margin=0.0)  # report the merged detection (see the next test)
     front, behind = out[0]
     assert out[7] == [front]  # its box reaches the front one's feet (the behind one's box is more alike)
     assert all(ids == [front, behind] for ids in out[8:])
     # without the ground-contact term the wider box of the one behind takes it: the term decides
-    assert _passing_people(foot_weight=0.0)[7] == [behind]
+    assert _passing_people(foot_weight=0.0, ambiguity_margin=0.0)[7] == [behind]
+
+
+def test_two_objects_seen_as_one_are_not_reported_under_either_id():
+    held = _passing_people(ambiguity_margin=1.0)  # the one behind could claim the merged detection too
+    front, behind = held[0]
+    assert held[7] == []
+    assert all(ids == [front, behind] for ids in held[8:])  # it still corrected the front one's track
+    assert _passing_people(ambiguity_margin=0.0)[7] == [front]
 
 
 def test_short_occlusion_keeps_id_long_gets_new():
