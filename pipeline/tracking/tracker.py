@@ -27,8 +27,8 @@ Association (per frame, stream time ``t``):
   6. a first-pass detection that another confirmed track, left without a detection, would
      have taken almost as well (similarity within ``ambiguity_margin``) is two objects seen
      as one while they pass: it still corrects its track but is not reported that frame, so
-     the merged mask is never reported under either object's ID (zone rules ride over the
-     gap with their clear_after_s hysteresis).
+     the merged mask is never reported under either object's ID. Only a rival seen within
+     ``HOLD_S`` counts, so a hold is brief (zone rules ride over it with clear_after_s).
 
 Boxes are compared clipped to the frame (objects at the border are seen clipped) and as if
 at least ``min_box_px`` big, so a few-pixel ball's jitter does not break its box IoU; the
@@ -48,6 +48,9 @@ from scipy.optimize import linear_sum_assignment
 from engines.results import Detections
 
 from . import kalman
+
+
+HOLD_S = 0.4  # step 6 holds a detection back only against a rival seen within this long (stream seconds)
 
 
 @dataclass(frozen=True)
@@ -308,7 +311,8 @@ class MaskTracker:
         # objects seen as one while they pass (step 6); it still corrects its track but is not reported
         hold: set[int] = set()
         if p.ambiguity_margin > 0 and pairs1 and len(self.ids) > 1:
-            rival = self.confirmed.copy()
+            # rivals were seen moments ago (a merge, not a stale lost track): a hold lasts at most HOLD_S
+            rival = self.confirmed & (pts_s - self.last_seen <= HOLD_S)
             rival[list(det_to_track.values())] = False
             if rival.any():
                 alt = sim1[:, rival].max(axis=1)

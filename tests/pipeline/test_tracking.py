@@ -94,6 +94,26 @@ def test_two_objects_seen_as_one_are_not_reported_under_either_id():
     assert _passing_people(ambiguity_margin=0.0)[7] == [front]
 
 
+def test_a_merged_detection_is_held_back_only_briefly():
+    # two people stand side by side; from frame 3 on the detector sees them as one, for 2 s
+    def rect(x0, w):
+        m = np.zeros((80, 80), bool)
+        m[30:60, x0:x0 + w] = True
+        return m
+
+    tracker = MaskTracker(min_hits=1, ambiguity_margin=1.0)
+    reported = []
+    for i in range(30):
+        masks = [rect(30, 8), rect(36, 8)] if i < 3 else [rect(30, 14)]
+        reported.append(len(tracker.update(dets_of(masks), i / 15)))
+    assert reported[:3] == [2, 2, 2]
+    held = [i for i, n in enumerate(reported) if n == 0]
+    assert held and held[0] == 3
+    # a rival unseen for longer than HOLD_S is a lost track, not half of a merge: the detection is reported again
+    assert max(held) < 3 + 0.5 * 15  # within half a second, well inside max_lost_s (2 s)
+    assert all(n == 1 for n in reported[max(held) + 1:])
+
+
 def test_short_occlusion_keeps_id_long_gets_new():
     t = MaskTracker(max_lost_s=1.0, min_hits=1)
     frames = [[blob(20 + i, 40)] for i in range(5)] + [[]] * 10 + [[blob(35, 40)]]  # 0.67 s hidden
