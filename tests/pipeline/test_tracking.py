@@ -60,14 +60,15 @@ def test_two_discs_pass_each_other_with_overlapping_boxes():
         assert list(res.tracker_id) == ids0  # detections stay in input order: a left-mover, a right-mover
 
 
+def rect(x0, y0, w, h):
+    m = np.zeros((80, 80), bool)
+    m[y0:y0 + h, x0:x0 + w] = True
+    return m
+
+
 def _passing_people(**params):
     """A narrow person in front (feet at y 60) and a wider one behind (feet at y 52) walk past each
     other; at frame 7 the detector sees one mask: the front person and the head of the one behind."""
-    def rect(x0, y0, w, h):
-        m = np.zeros((80, 80), bool)
-        m[y0:y0 + h, x0:x0 + w] = True
-        return m
-
     tracker = MaskTracker(min_hits=1, **params)
     out = []
     for i in range(14):
@@ -96,15 +97,10 @@ def test_two_objects_seen_as_one_are_not_reported_under_either_id():
 
 def test_a_merged_detection_is_held_back_only_briefly():
     # two people stand side by side; from frame 3 on the detector sees them as one, for 2 s
-    def rect(x0, w):
-        m = np.zeros((80, 80), bool)
-        m[30:60, x0:x0 + w] = True
-        return m
-
     tracker = MaskTracker(min_hits=1, ambiguity_margin=1.0)
     reported = []
     for i in range(30):
-        masks = [rect(30, 8), rect(36, 8)] if i < 3 else [rect(30, 14)]
+        masks = [rect(30, 30, 8, 30), rect(36, 30, 8, 30)] if i < 3 else [rect(30, 30, 14, 30)]
         reported.append(len(tracker.update(dets_of(masks), i / 15)))
     assert reported[:3] == [2, 2, 2]
     held = [i for i, n in enumerate(reported) if n == 0]
