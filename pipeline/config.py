@@ -102,6 +102,12 @@ class TrackerConfig(_Strict):
     ambiguity_margin: float = Field(0.3, ge=0, le=1, description="A detection that another track left without one "
                                     "would have taken almost as well (similarity within this) is two objects seen as "
                                     "one: it is not reported that frame (0: off).")
+    report_conf: float = Field(0.6, ge=0, lt=1, description="A track is reported once one of its detections reached "
+                               "this confidence: a steady low-confidence mistake (a cone seen as a worker) is followed "
+                               "but never reported. 0: report every confirmed track.")
+    sole_inherit: bool = Field(True, description="The only track of a class confirmed in a frame takes over the ID "
+                               "of a lost track that was the only one of that class, however far: a kicked ball "
+                               "found again (never among many players).")
 
     def params(self, model_conf: float):
         from .tracking import TrackerParams
@@ -112,7 +118,8 @@ class TrackerConfig(_Strict):
                              mask_weight=self.mask_weight, recover_dist=self.recover_dist,
                              duplicate_iou=self.duplicate_iou,
                              duplicate_cover=self.duplicate_cover, foot_weight=self.foot_weight,
-                             ambiguity_margin=self.ambiguity_margin)
+                             ambiguity_margin=self.ambiguity_margin, report_conf=self.report_conf,
+                             sole_inherit=self.sole_inherit)
 
 
 class MqttTlsConfig(_Strict):

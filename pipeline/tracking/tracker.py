@@ -20,10 +20,15 @@ Association (per frame, stream time ``t``):
      for objects that accelerate out of their predicted box;
   4. unmatched high-confidence detections start tentative tracks, confirmed after
      ``min_hits`` matches; tentative tracks that miss a frame are dropped; confirmed
-     tracks that miss are kept ``max_lost_s`` stream seconds, then removed;
+     tracks that miss are kept ``max_lost_s`` stream seconds, then removed; a confirmed
+     track is reported once one of its detections reached ``report_conf`` (BYTE's 0.6 to
+     start a track): a detector's steady low-confidence mistake, a traffic cone seen as a
+     worker at 0.5 for seconds, is followed but never reported;
   5. a track confirmed near where a lost track of the same class was expected takes over
      that track's ID (an object coming out from behind another, or back into the frame,
-     is first seen too small or too far off to match);
+     is first seen too small or too far off to match); with ``sole_inherit``, so does the
+     only track of its class confirmed this frame from a lost track that was the only one of
+     that class, however far (a kicked ball leaves its prediction by many times its size);
   6. a first-pass detection that another confirmed track, left without a detection, would
      have taken almost as well (similarity within ``ambiguity_margin``) is two objects seen
      as one while they pass: it still corrects its track but is not reported that frame, so
@@ -71,6 +76,8 @@ class TrackerParams:
     duplicate_cover: float = 0.8  # ... or lies this much inside a more confident one of its class (0: off)
     foot_weight: float = 0.5  # similarity lost per track height that a detection reaches below the predicted box
     ambiguity_margin: float = 0.3  # hold back a detection another unmatched track is this close to claiming (0: off)
+    report_conf: float = 0.6  # a track is reported once one of its detections reached this confidence
+    sole_inherit: bool = True  # the only new track of a class takes over a lost track that was the only one of it
 
 
 def _xyxy_to_cxcywh(b: np.ndarray) -> np.ndarray:
@@ -193,6 +200,7 @@ class MaskTracker:
         self.first_seen = np.zeros(0)
         self.last_seen = np.zeros(0)
         self.votes = np.zeros((0, 1), np.float32)  # confidence-weighted class votes
+        self.peak = np.zeros(0)  # highest confidence of a matched detection
         self.anchor = np.zeros((0, 2))
         self.anchor_t = np.zeros(0)
 
@@ -205,7 +213,7 @@ class MaskTracker:
 
     def _keep(self, keep: np.ndarray) -> None:
         for name in ("ids", "mean", "cov", "last_box", "masks", "mask_box", "mask_area", "hits", "confirmed", "first_seen", "last_seen",
-                     "votes", "anchor", "anchor_t"):
+                     "votes", "peak", "anchor", "anchor_t"):
             setattr(self, name, getattr(self, name)[keep])
 
     def _similarity(self, dets: Detections, idx: np.ndarray, tracks: np.ndarray, scale: tuple[float, float],
@@ -332,6 +340,7 @@ class MaskTracker:
             self.hits[t_idx] += 1
             self.last_seen[t_idx] = pts_s
             self._vote(t_idx, dets.class_id[d_idx], conf[d_idx])
+            self.peak[t_idx] = np.maximum(self.peak[t_idx], conf[d_idx])
             was_confirmed = self.confirmed.copy()
             self.confirmed[t_idx] |= self.hits[t_idx] >= p.min_hits
             newly = self.confirmed & ~was_confirmed
@@ -358,7 +367,8 @@ class MaskTracker:
             det_to_track.update({d: base + k for k, d in enumerate(new)})
         self._frames += 1
 
-        out_d = np.array([d for d, t in sorted(det_to_track.items()) if self.confirmed[t] and d not in hold], np.int64)
+        reported = self.confirmed & (self.peak >= p.report_conf)
+        out_d = np.array([d for d, t in sorted(det_to_track.items()) if reported[t] and d not in hold], np.int64)
         out_t = np.array([det_to_track[d] for d in out_d], np.int64)
         res = dets[out_d] if len(out_d) else dets[np.zeros(0, np.int64)]
         res.tracker_id = self.ids[out_t]
@@ -413,7 +423,9 @@ class MaskTracker:
     def _inherit(self, new: np.ndarray, lost: np.ndarray, space) -> np.ndarray:
         """Tracks confirmed this frame near where a lost track of the same class was expected take
         over that track's ID: the object came back (from behind an occluder, into the frame) and was
-        picked up as new before the lost track matched it. Returns the lost tracks taken over."""
+        picked up as new before the lost track matched it; with ``sole_inherit``, also the only new
+        track of a class from a lost track that was the only one of that class, wherever it is.
+        Returns the lost tracks taken over."""
         gone = np.zeros(len(self.ids), bool)
         if len(new) == 0 or len(lost) == 0:
             return gone
@@ -428,11 +440,24 @@ class MaskTracker:
         dist = np.hypot(self.mean[new, None, 0] - pred[None, :, 0], self.mean[new, None, 1] - pred[None, :, 1])
         same = self.track_class[new][:, None] == self.track_class[lost][None, :]
         near = np.where(same, np.clip(1.0 - dist / radius[None, :], 0.0, None), 0.0)
-        for r, c in self._assign(near, 1e-9):
-            n, old = new[r], lost[c]
+        pairs = [(int(new[r]), int(lost[c])) for r, c in self._assign(near, 1e-9)]
+        if self.p.sole_inherit:
+            # the only track of its class confirmed this frame and a lost track that was the only one of that
+            # class are one object, however far apart: one ball on a pitch, kicked out of its prediction and
+            # found again (never among many players: one entering the view while another is hidden)
+            paired = {t for pair in pairs for t in pair}
+            cls = self.track_class
+            older = self.confirmed.copy()
+            older[new] = False
+            for c in np.unique(cls[new]):
+                nn, ll = new[cls[new] == c], np.flatnonzero(older & (cls == c))
+                if len(nn) == 1 and len(ll) == 1 and ll[0] in lost and int(nn[0]) not in paired and int(ll[0]) not in paired:
+                    pairs.append((int(nn[0]), int(ll[0])))
+        for n, old in pairs:
             self.ids[n] = self.ids[old]
             self.first_seen[n] = self.first_seen[old]
             self.votes[n] += self.votes[old]
+            self.peak[n] = max(self.peak[n], self.peak[old])
             gone[old] = True
         return gone
 
@@ -461,5 +486,6 @@ class MaskTracker:
         self.last_seen = np.concatenate([self.last_seen, np.full(n, pts_s)])
         self.votes = np.concatenate([self.votes, np.zeros((n, self.votes.shape[1]), np.float32)])
         self._vote(np.arange(len(self.ids) - n, len(self.ids)), dets.class_id[d_idx], dets.confidence[d_idx])
+        self.peak = np.concatenate([self.peak, dets.confidence[d_idx].astype(np.float64)])
         self.anchor = np.concatenate([self.anchor, z[:, :2]])
         self.anchor_t = np.concatenate([self.anchor_t, np.full(n, pts_s)])

@@ -131,10 +131,45 @@ def test_object_coming_out_from_behind_an_occluder_keeps_id():
     out = run(MaskTracker(max_lost_s=1.0), frames)
     first = int(out[0].tracker_id[0])
     assert [int(o.tracker_id[0]) for o in out[-3:]] == [first] * 3
-    # far from where it was expected, it is another object
+    # far from where it was expected, it is another object (unless it is the only one: next test)
     frames = [[blob(20 + i, 40, r=8)] for i in range(10)] + [[]] * 8 + [[blob(70, 10, r=4)]] * 3
-    out = run(MaskTracker(max_lost_s=1.0), frames)
+    out = run(MaskTracker(max_lost_s=1.0, sole_inherit=False), frames)
     assert int(out[-1].tracker_id[0]) != int(out[0].tracker_id[0])
+
+
+def test_the_only_object_of_its_class_found_far_away_keeps_id():
+    # a ball (class 4) beside a player (class 3) is kicked: it vanishes and is found again far from its
+    # prediction, the only new ball while the old one is the only lost ball: the same ball
+    def frames(balls_after):
+        fs = [[(blob(20 + i, 40, r=8), 3), (blob(26 + i, 50, r=2), 4)] for i in range(6)]
+        fs += [[(blob(26 + i, 40, r=8), 3)] for i in range(6)]
+        fs += [[(blob(32 + i, 40, r=8), 3)] + [(b, 4) for b in balls_after] for i in range(3)]
+        return fs
+
+    def run_cls(t, fs):
+        out = []
+        for i, f in enumerate(fs):
+            d = _concat(*[dets_of([m], cls=c) for m, c in f])
+            out.append(t.update(d, i / 15))
+        return out
+
+    def ball_ids(res):
+        return res.tracker_id[res.class_id == 4].tolist()
+
+    out = run_cls(MaskTracker(max_lost_s=2.0), frames([blob(70, 10, r=2)]))
+    assert ball_ids(out[-1]) == ball_ids(out[0]) == [2]
+    assert out[-1].tracker_id[out[-1].class_id == 3].tolist() == [1]
+    # two new balls: no guess, both are new
+    out = run_cls(MaskTracker(max_lost_s=2.0), frames([blob(70, 10, r=2), blob(10, 70, r=2)]))
+    assert 2 not in ball_ids(out[-1]) and len(ball_ids(out[-1])) == 2
+    # off: a new ID
+    out = run_cls(MaskTracker(max_lost_s=2.0, sole_inherit=False), frames([blob(70, 10, r=2)]))
+    assert ball_ids(out[-1]) != [2]
+    # among several objects of a class (players: one hidden while another enters the view) it is no guess
+    fs = [[(blob(20, 40, r=6), 3), (blob(40, 20, r=6), 3)]] * 4 + [[(blob(20, 40, r=6), 3)]] * 4
+    fs += [[(blob(20, 40, r=6), 3), (blob(72, 72, r=6), 3)]] * 3
+    out = run_cls(MaskTracker(max_lost_s=2.0), fs)
+    assert sorted(out[0].tracker_id.tolist()) == [1, 2] and sorted(out[-1].tracker_id.tolist()) == [1, 3]
 
 
 def test_tiny_object_with_pixel_jitter_keeps_id():
@@ -211,7 +246,7 @@ def test_same_object_detected_twice_is_one_track():
         assert len(out) == 1 and out.class_id.tolist() == [1] and out.confidence.tolist() == pytest.approx([0.9])
     assert len(t) == 1
     # with the suppression off, the weak duplicate becomes a second track
-    t0 = MaskTracker(min_hits=1, duplicate_iou=0, duplicate_cover=0)
+    t0 = MaskTracker(min_hits=1, duplicate_iou=0, duplicate_cover=0, report_conf=0)
     out = t0.update(_concat(dets_of([blob(30, 40, r=10)], cls=1), dets_of([blob(31, 40, r=10)], conf=0.45, cls=2)), 0.0)
     assert len(out) == 2
 
@@ -235,8 +270,22 @@ def test_part_of_an_object_is_not_a_second_object():
     assert sorted(out.class_id.tolist()) == [0, 2]
     # two workers side by side whose masks touch are two workers
     a, b = blob(30, 40, r=6), blob(39, 40, r=6)
-    t3 = MaskTracker(min_hits=1)
+    t3 = MaskTracker(min_hits=1, report_conf=0)
     assert len(t3.update(_concat(dets_of([a], conf=0.9), dets_of([b], conf=0.5)), 0.0)) == 2
+
+
+
+def test_a_track_is_reported_once_a_detection_of_it_was_confident():
+    # a traffic cone that the model calls a worker at conf 0.5, frame after frame: followed, never reported
+    t = MaskTracker(min_hits=2, report_conf=0.6)
+    outs = [t.update(dets_of([blob(30, 40)], conf=0.5), i / 15) for i in range(10)]
+    assert all(len(o) == 0 for o in outs) and len(t) == 1
+    # one confident detection and it is reported, under the ID it was followed with, also when weak again
+    assert t.update(dets_of([blob(30, 40)], conf=0.8), 10 / 15).tracker_id.tolist() == [1]
+    assert t.update(dets_of([blob(30, 40)], conf=0.5), 11 / 15).tracker_id.tolist() == [1]
+    # off: every confirmed track is reported
+    t0 = MaskTracker(min_hits=2, report_conf=0)
+    assert [len(t0.update(dets_of([blob(30, 40)], conf=0.5), i / 15)) for i in range(3)] == [1, 1, 1]
 
 
 def test_stationary_clock():
