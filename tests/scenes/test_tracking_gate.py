@@ -15,9 +15,11 @@ ROOT = Path(__file__).resolve().parents[2]
 MODEL = ROOT / "tests" / "fixtures" / "models" / "yolo11-tiny-seg-random-dynamic.onnx"  # unused by --detector gt
 # (scene, seed, scenario) -> IDF1 measured with this test's clips when the gate was set
 CASES = {
-    ("pitch", 20000024, "box_entry"): 0.949,  # ByteTrack 0.882
-    ("pitch", 20000023, None): 0.930,  # ByteTrack 0.853
-    ("site", 20000022, "truck_reverse"): 0.943,  # ByteTrack 0.912; a worker hidden behind the truck comes back
+    ("pitch", 20000024, "box_entry"): 0.947,  # ByteTrack 0.880
+    ("pitch", 20000023, None): 0.929,  # ByteTrack 0.853
+    # ByteTrack 0.912; a worker hidden behind the truck comes back. 0.943 before report_conf: a worker first
+    # seen half hidden (low confidence) is now reported from its first confident detection on
+    ("site", 20000022, "truck_reverse"): 0.936,
 }
 
 
