@@ -15,9 +15,10 @@ weights, AMP check off (CPU), plots off, font download disabled.
   python scripts/train_demo_model.py --resume        # continue from runs/demo/train/weights/last.pt
   python scripts/train_demo_model.py --init runs/demo/train/weights/best.pt --name stage2 --time-h 1.5
                                                      # a further stage of training from our own weights
-  python scripts/train_demo_model.py --init models/checkpoints/demo-stage7.pt --name stage9g --device 0 \
+  python scripts/train_demo_model.py --init models/checkpoints/demo-stage9.pt --name stage10g --device 0 \
       --mosaic --batch 64 --workers 14 --threads 8 --images 6000 --scenario-images 450 --time-h 0.095 --no-export
                                                      # a stage on a GPU machine: shuffled mosaics, bf16
+                                                     # (stage 9's recipe: models/README.md)
   python scripts/train_demo_model.py --export-only   # export best.pt again (then evaluate)
   python scripts/train_demo_model.py --eval-only     # mAP of models/maskwatch-demo-seg.onnx on held-out clips
 """
