@@ -102,9 +102,10 @@ class TrackerConfig(_Strict):
     ambiguity_margin: float = Field(0.3, ge=0, le=1, description="A detection that another track left without one "
                                     "would have taken almost as well (similarity within this) is two objects seen as "
                                     "one: it is not reported that frame (0: off).")
-    report_conf: float = Field(0.6, ge=0, lt=1, description="A track is reported once one of its detections reached "
-                               "this confidence: a steady low-confidence mistake (a cone seen as a worker) is followed "
-                               "but never reported. 0: report every confirmed track.")
+    report_conf: float | None = Field(None, ge=0, lt=1, description="A track is reported once one of its detections "
+                                      "reached this confidence: a steady low-confidence mistake (a cone seen as a "
+                                      "worker) is followed but never reported. Default: model.conf + 0.25, at most 0.6 "
+                                      "(0.6 at the default conf 0.35). 0: report every confirmed track.")
     sole_inherit: bool = Field(True, description="The only track of a class confirmed in a frame takes over the ID "
                                "of a lost track that was the only one of that class, however far: a kicked ball "
                                "found again (never among many players).")
@@ -118,7 +119,8 @@ class TrackerConfig(_Strict):
                              mask_weight=self.mask_weight, recover_dist=self.recover_dist,
                              duplicate_iou=self.duplicate_iou,
                              duplicate_cover=self.duplicate_cover, foot_weight=self.foot_weight,
-                             ambiguity_margin=self.ambiguity_margin, report_conf=self.report_conf,
+                             ambiguity_margin=self.ambiguity_margin,
+                             report_conf=min(0.6, model_conf + 0.25) if self.report_conf is None else self.report_conf,
                              sole_inherit=self.sole_inherit)
 
 

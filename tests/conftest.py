@@ -88,6 +88,8 @@ def write_config(dirpath: Path, model: Path, source: Path | str, names: list[str
         "model": {"path": str(model), "conf": conf, "iou": 0.6, "max_det": 50},
         "cameras": cameras or [{"id": "cam1", "source": str(source), "zones": "zones.yaml"}],
         "alerts": {"jsonl": "var/alerts.jsonl", "outbox": "var/outbox.sqlite"},
+        # the test models are random: their detections never reach a trained model's confidence
+        "tracker": {"report_conf": 0.0},
     }
     for k, v in (extra or {}).items():
         cfg[k] = v

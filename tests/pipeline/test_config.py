@@ -180,6 +180,17 @@ def test_relative_paths_resolve_against_config_folder(workdir):
     assert cfg.alerts.outbox == workdir / "var/outbox.sqlite"
 
 
+def test_tracker_report_conf_follows_the_model_threshold_unless_set(workdir):
+    from pipeline.config import TrackerConfig
+
+    assert TrackerConfig().params(0.35).report_conf == pytest.approx(0.6)  # the default deployment
+    assert TrackerConfig().params(0.5).report_conf == pytest.approx(0.6)  # never above 0.6
+    assert TrackerConfig().params(0.1).report_conf == pytest.approx(0.35)  # a lowered conf lowers it
+    assert TrackerConfig(report_conf=0.8).params(0.1).report_conf == pytest.approx(0.8)
+    assert TrackerConfig(report_conf=0).params(0.35).report_conf == 0  # off
+    assert load_config(_write(workdir)).tracker.params(0.35).sole_inherit is True
+
+
 def test_urls_are_not_resolved(workdir):
     cfg = copy.deepcopy(BASE)
     cfg["cameras"][0]["source"] = "rtsp://user:pw@127.0.0.1:8554/cam"

@@ -240,7 +240,7 @@ def test_missing_password_variable_is_a_config_error():
 
 # -- the whole CLI ----------------------------------------------------------------------------------
 BUSY = {"conf": 0.01}  # the random test model then alerts on nearly every frame
-TRACKER = {"min_hits": 1, "low_conf": 0.005}
+TRACKER = {"min_hits": 1, "low_conf": 0.005, "report_conf": 0.0}  # a random test model: low confidences
 
 
 def _config(tmp_path: Path, model_path, model_names, clip: Path, mqtt: dict | None, *, cameras=None,
