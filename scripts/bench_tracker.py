@@ -44,7 +44,8 @@ def main() -> None:
     a = p.parse_args()
     frames = scene(a.objects, a.size, a.frames)
     variants = {"": {}, " (duplicate suppression off)": {"duplicate_iou": 0.0, "duplicate_cover": 0.0},
-                " (foot_weight 0)": {"foot_weight": 0.0}, " (ambiguity_margin 0)": {"ambiguity_margin": 0.0}}
+                " (foot_weight 0)": {"foot_weight": 0.0}, " (ambiguity_margin 0)": {"ambiguity_margin": 0.0},
+                " (report_conf 0.6, as configs run it)": {"report_conf": 0.6}, " (sole_inherit off)": {"sole_inherit": False}}
     times: dict[str, list[float]] = {name: [] for name in variants}
     for _ in range(a.repeats):
         for name, kw in variants.items():  # interleaved, so both see the same machine load
