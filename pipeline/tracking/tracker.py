@@ -76,7 +76,7 @@ class TrackerParams:
     duplicate_cover: float = 0.8  # ... or lies this much inside a more confident one of its class (0: off)
     foot_weight: float = 0.5  # similarity lost per track height that a detection reaches below the predicted box
     ambiguity_margin: float = 0.3  # hold back a detection another unmatched track is this close to claiming (0: off)
-    report_conf: float = 0.0  # a track is reported once one of its detections reached this (config: 0.6)
+    report_conf: float = 0.0  # a track is reported once one of its detections reached this (config: up to 0.6)
     sole_inherit: bool = True  # the only new track of a class takes over a lost track that was the only one of it
 
 
