@@ -48,9 +48,13 @@ def _no_downloads() -> None:
     settings.update({"sync": False})
     uc.check_font = lambda *a, **k: None
     du.check_font = lambda *a, **k: None
+
+
+def _results_without_polars() -> None:
+    """Ultralytics reads results.csv with polars; a GPU machine with Ultralytics carried in as one wheel lacks it."""
     try:
         import polars  # noqa: F401
-    except ImportError:  # a GPU machine with wheels carried in, without polars: read results.csv with csv
+    except ImportError:
         import csv
 
         from ultralytics.engine.trainer import BaseTrainer
@@ -245,6 +249,7 @@ def main(argv: list[str] | None = None) -> int:
         return heldout_eval(args, ROOT / "models" / args.model_name)
 
     _no_downloads()
+    _results_without_polars()
     if args.export_only:
         weights = Path(args.weights) if args.weights else Path(args.project) / args.name / "weights" / "best.pt"
     else:

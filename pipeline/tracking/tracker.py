@@ -446,13 +446,14 @@ class MaskTracker:
             # class are one object, however far apart: one ball on a pitch, kicked out of its prediction and
             # found again (never among many players: one entering the view while another is hidden)
             paired = {t for pair in pairs for t in pair}
+            lost_set = set(lost.tolist())
             cls = self.track_class
-            older = self.confirmed.copy()
+            older = self.confirmed.copy()  # confirmed before this frame, matched or lost
             older[new] = False
             for c in np.unique(cls[new]):
-                nn, ll = new[cls[new] == c], np.flatnonzero(older & (cls == c))
-                if len(nn) == 1 and len(ll) == 1 and ll[0] in lost and int(nn[0]) not in paired and int(ll[0]) not in paired:
-                    pairs.append((int(nn[0]), int(ll[0])))
+                nn, ll = new[cls[new] == c].tolist(), np.flatnonzero(older & (cls == c)).tolist()
+                if len(nn) == 1 and len(ll) == 1 and ll[0] in lost_set and not paired & {nn[0], ll[0]}:
+                    pairs.append((nn[0], ll[0]))
         for n, old in pairs:
             self.ids[n] = self.ids[old]
             self.first_seen[n] = self.first_seen[old]

@@ -274,7 +274,6 @@ def test_part_of_an_object_is_not_a_second_object():
     assert len(t3.update(_concat(dets_of([a], conf=0.9), dets_of([b], conf=0.5)), 0.0)) == 2
 
 
-
 def test_a_track_is_reported_once_a_detection_of_it_was_confident():
     # a traffic cone that the model calls a worker at conf 0.5, frame after frame: followed, never reported
     t = MaskTracker(min_hits=2, report_conf=0.6)
