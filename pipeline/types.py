@@ -28,3 +28,9 @@ class Frame:
     @property
     def frame_wh(self) -> tuple[int, int]:
         return self.letterbox.frame_wh
+
+    @property
+    def content(self) -> np.ndarray:
+        """The model input without its letterbox padding: the whole frame, scaled (a view, no copy)."""
+        (x, y), (w, h) = self.letterbox.pad_xy, self.letterbox.new_wh
+        return self.input[y:y + h, x:x + w]
