@@ -184,7 +184,7 @@ def mode_naive(seg, cfg, video: Path, limit: int) -> dict:
             t1 = time.perf_counter()
             (dets,) = seg([f.input], [f.letterbox])
             t2 = time.perf_counter()
-            dets = tracker.update(dets, f.pts_s)
+            dets = tracker.update(dets, f.pts_s, f.content)
             t3 = time.perf_counter()
             if zf is not None:
                 engine = engine or ZoneEngine(zf, "bench", f.frame_wh, dets.mask_space.mask_wh)

@@ -109,6 +109,9 @@ class TrackerConfig(_Strict):
     sole_inherit: bool = Field(True, description="The only track of a class confirmed in a frame takes over the ID "
                                "of a lost track that was the only one of that class, however far: a kicked ball "
                                "found again (never among many players).")
+    colour_weight: float = Field(0.2, ge=0, le=1, description="Similarity lost by a detection whose mean mask colour "
+                                 "is far from the track's (two team kits, a hi-vis vest beside dark clothes); 0: off, "
+                                 "association by geometry alone.")
 
     def params(self, model_conf: float):
         from .tracking import TrackerParams
@@ -121,7 +124,7 @@ class TrackerConfig(_Strict):
                              duplicate_cover=self.duplicate_cover, foot_weight=self.foot_weight,
                              ambiguity_margin=self.ambiguity_margin,
                              report_conf=min(0.6, model_conf + 0.25) if self.report_conf is None else self.report_conf,
-                             sole_inherit=self.sole_inherit)
+                             sole_inherit=self.sole_inherit, colour_weight=self.colour_weight)
 
 
 class MqttTlsConfig(_Strict):

@@ -57,7 +57,7 @@ def predict(args) -> int:
     for frame in src.frames():
         dets = seg([frame.input], [frame.letterbox], full_masks=True)[0]
         if tracker is not None:
-            dets = tracker.update(dets, frame.pts_s)
+            dets = tracker.update(dets, frame.pts_s, frame.content)
         results.extend(coco_results(dets, seg.meta.names, frame.index))
         frames += 1
         if args.max_frames and frames >= args.max_frames:

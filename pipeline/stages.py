@@ -372,7 +372,7 @@ class Pipeline:
                     (dets,) = self.segmenter.postprocess([dets[0][None], dets[1][None]], [frame.letterbox])
                 if dets.masks is None:
                     raise ValueError("the segmenter returned no masks")
-                dets = tracker.update(dets, frame.pts_s)
+                dets = tracker.update(dets, frame.pts_s, frame.content)
                 if watcher is not None and engine is None:
                     engine = ZoneEngine(watcher.current, c.id, frame.frame_wh, dets.mask_space.mask_wh, self.run_id)
                 if engine is not None:

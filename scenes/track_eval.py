@@ -5,7 +5,8 @@ maskwatch's MaskTracker and to ByteTrack (roboflow's `trackers` package, the mai
 home of supervision's ByteTrack), once with its published defaults and once with
 thresholds matched to this detector. Every tracker's output is scored against the clip's
 ground-truth masks with TrackEval's HOTA, Identity (IDF1) and CLEAR (MOTA, ID switches)
-metrics, using mask IoU as the similarity (MOTS style).
+metrics, using mask IoU as the similarity (MOTS style). The decoded frames go along, as in the
+pipeline: maskwatch's colour cue reads them, ByteTrack does not.
 
 Each clip is also measured for how much its objects overlap (from the ground truth alone): a
 clip where at least ``OCCLUSION_HEAVY`` of the instance-frames have another instance's box
@@ -54,7 +55,7 @@ class _ByteTrack:
 
         self.t = ByteTrackTracker(frame_rate=fps, **kw)
 
-    def update(self, dets, pts_s: float):
+    def update(self, dets, pts_s: float, image=None):  # boxes only: the frame is not used
         import supervision as sv
 
         svd = sv.Detections(xyxy=dets.xyxy.astype(np.float32), confidence=dets.confidence.astype(np.float32),
@@ -254,16 +255,21 @@ def clip_detections(clip: Path, gt: dict, *, detector: str, seg=None, model_to_o
     return seq
 
 
-def track_clip(gt: dict, dets_seq: list, trackers: dict) -> dict:
-    """Run every tracker over the clip's detections and score each against the ground truth."""
+def track_clip(gt: dict, dets_seq: list, trackers: dict, frames=None) -> dict:
+    """Run every tracker over the clip's detections and score each against the ground truth.
+
+    ``frames`` yields the clip's RGB frames in order (the trackers' appearance cue), or is None.
+    """
     fps = float(gt["fps"])
     # ground-truth track ids are per class (a player and the ball can both be 1)
     gt_seq = [[((inst["class_id"], inst["track_id"]), inst["mask"]) for inst in f["instances"]]
               for f in gt["frames"][: len(dets_seq)]]
     out = {name: [] for name in trackers}
+    frames = iter(frames) if frames is not None else None
     for i, dets in enumerate(dets_seq):
+        image = next(frames, None) if frames is not None else None
         for name, tracker in trackers.items():
-            res = tracker.update(dets[np.arange(len(dets))], i / fps)
+            res = tracker.update(dets[np.arange(len(dets))], i / fps, image)
             out[name].append((res.tracker_id, list(res.data["rles"])))
     return {name: _score(gt_seq, seq) for name, seq in out.items()}
 
@@ -292,7 +298,8 @@ def evaluate(model, data, *, conf=0.35, low_conf=0.1, baseline=True, threads=Non
         gt = json.loads((clip / "gt.json").read_text())
         dets_seq = clip_detections(clip, gt, detector=detector, seg=seg, model_to_ours=model_to_ours,
                                    cache=Path(cache) if cache else None, key=key)
-        scores = track_clip(gt, dets_seq, _trackers(float(gt["fps"]), conf, low_conf, baseline, params))
+        scores = track_clip(gt, dets_seq, _trackers(float(gt["fps"]), conf, low_conf, baseline, params),
+                            (rgb for _, rgb in _frames(clip, gt)))
         overlap = box_overlap(gt)
         results["clips"][clip.name] = {"scene": gt["scene"], "scenario": gt.get("scenario"), "frames": len(dets_seq),
                                        "overlap": overlap, "occlusion_heavy": overlap >= OCCLUSION_HEAVY,

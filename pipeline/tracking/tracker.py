@@ -12,7 +12,13 @@ Association (per frame, stream time ``t``):
      ``foot_weight`` x how far (in track heights, at most one) the detection's bottom edge lies below
      the predicted box's: cameras look down on a ground plane, so of two objects passing each other
      the one in front stands lower in the image, and a detection of both, or of the front one alone,
-     reaches down to its feet (the one behind is hidden from below, never extended);
+     reaches down to its feet (the one behind is hidden from below, never extended); minus, when
+     the frame is given, up to ``colour_weight`` as the detection's mean mask colour differs from
+     the track's (CIE Lab distance from ``COLOUR_SAME`` to ``COLOUR_SAME + COLOUR_RAMP``: two kits,
+     a hi-vis vest beside dark clothes; lighting and noise stay below it). The colour is read from
+     the frame only where it can decide (a detection two tracks could take, or one of two that a
+     track could take, within ``colour_weight``), and a track's own colour follows its detections
+     in every ``COLOUR_EVERY``-th frame, so the cue costs little;
   3. first pass: high-confidence detections against all tracks (Hungarian assignment);
      second pass (ByteTrack's idea): low-confidence detections against the confirmed tracks
      left over, so objects survive partial occlusion; third pass: confident detections left
@@ -31,9 +37,12 @@ Association (per frame, stream time ``t``):
      that class, however far (a kicked ball leaves its prediction by many times its size);
   6. a first-pass detection that another confirmed track, left without a detection, would
      have taken almost as well (similarity within ``ambiguity_margin``) is two objects seen
-     as one while they pass: it still corrects its track but is not reported that frame, so
-     the merged mask is never reported under either object's ID. Only a rival seen within
-     ``HOLD_S`` counts, so a hold is brief (zone rules ride over it with clear_after_s).
+     as one while they pass: it is not reported that frame, so the merged mask is never reported
+     under either object's ID, and it corrects the track of the one in front, the one of the two
+     whose predicted feet are nearest its bottom edge (by more than ``FRONT_SLACK`` of the track's
+     height), while the other coasts; a merged box would carry the track behind off with the
+     front one. Only a rival seen within ``HOLD_S`` counts, so a hold is brief (zone rules ride
+     over it with clear_after_s). A held detection does not update its track's colour.
 
 Boxes are compared clipped to the frame (objects at the border are seen clipped) and as if
 at least ``min_box_px`` big, so a few-pixel ball's jitter does not break its box IoU; the
@@ -53,9 +62,15 @@ from scipy.optimize import linear_sum_assignment
 from engines.results import Detections
 
 from . import kalman
+from .appearance import mask_colours
 
 
 HOLD_S = 0.4  # step 6 holds a detection back only against a rival seen within this long (stream seconds)
+FRONT_SLACK = 0.05  # step 6: a held detection moves to the rival whose feet are nearer by this many track heights
+COLOUR_SAME = 10.0  # Lab distance within which two mean colours count as the same (light, noise, a few pixels)
+COLOUR_RAMP = 20.0  # ... and over which the colour term then grows to colour_weight
+COLOUR_RATE = 0.5  # a track's colour moves this fraction towards a (not held) detection's ...
+COLOUR_EVERY = 4  # ... in every 4th frame: a kit's colour changes slowly, and one read for all tracks costs less
 
 
 @dataclass(frozen=True)
@@ -78,6 +93,7 @@ class TrackerParams:
     ambiguity_margin: float = 0.3  # hold back a detection another unmatched track is this close to claiming (0: off)
     report_conf: float = 0.0  # a track is reported once one of its detections reached this (config: up to 0.6)
     sole_inherit: bool = True  # the only new track of a class takes over a lost track that was the only one of it
+    colour_weight: float = 0.2  # similarity lost by a detection whose mean colour is far from the track's (0: off)
 
 
 def _xyxy_to_cxcywh(b: np.ndarray) -> np.ndarray:
@@ -176,6 +192,22 @@ def shifted_mask_iou(a: np.ndarray, a_box: np.ndarray, a_area: np.ndarray,
     return out
 
 
+class _FrameColours:
+    """One frame's detection colours, each read from the frame when first asked for."""
+
+    def __init__(self, image: np.ndarray, masks: np.ndarray) -> None:
+        self.image, self.masks = image, masks
+        self.values = np.full((len(masks), 3), np.nan)
+        self.done = np.zeros(len(masks), bool)
+
+    def get(self, idx: np.ndarray) -> np.ndarray:
+        todo = idx[~self.done[idx]]
+        if len(todo):
+            self.values[todo] = mask_colours(self.image, self.masks if len(todo) == len(self.masks) else self.masks[todo])
+            self.done[todo] = True
+        return self.values[idx]
+
+
 class MaskTracker:
     def __init__(self, params: TrackerParams | None = None, **overrides) -> None:
         p = params or TrackerParams()
@@ -203,6 +235,7 @@ class MaskTracker:
         self.peak = np.zeros(0)  # highest confidence of a matched detection
         self.anchor = np.zeros((0, 2))
         self.anchor_t = np.zeros(0)
+        self.colour = np.zeros((0, 3))  # mean mask colour (CIE Lab), NaN until the track was seen with a frame
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -213,11 +246,11 @@ class MaskTracker:
 
     def _keep(self, keep: np.ndarray) -> None:
         for name in ("ids", "mean", "cov", "last_box", "masks", "mask_box", "mask_area", "hits", "confirmed", "first_seen", "last_seen",
-                     "votes", "peak", "anchor", "anchor_t"):
+                     "votes", "peak", "anchor", "anchor_t", "colour"):
             setattr(self, name, getattr(self, name)[keep])
 
     def _similarity(self, dets: Detections, idx: np.ndarray, tracks: np.ndarray, scale: tuple[float, float],
-                    det_box: np.ndarray | None, det_area: np.ndarray | None):
+                    det_box: np.ndarray | None, det_area: np.ndarray | None, colour: _FrameColours | None):
         if len(idx) == 0 or len(tracks) == 0:
             return np.zeros((len(idx), len(tracks)))
         pred_xyxy = _cxcywh_to_xyxy(self.mean[tracks, :4])
@@ -236,8 +269,31 @@ class MaskTracker:
             below = dets.xyxy[idx, 3].astype(np.float64)[:, None] - pred_xyxy[None, :, 3]
             height = np.maximum(pred_xyxy[:, 3] - pred_xyxy[:, 1], self.p.min_box_px)
             sim = sim - self.p.foot_weight * np.minimum(np.maximum(below / height, 0.0), 1.0)
+        if colour is not None:
+            sim = self._colour_term(sim, idx, tracks, colour)
         cls = self.track_class[tracks]
         sim = sim - self.p.class_penalty * (dets.class_id[idx][:, None] != cls[None, :])
+        return sim
+
+    def _colour_term(self, sim: np.ndarray, idx: np.ndarray, tracks: np.ndarray, colour: _FrameColours) -> np.ndarray:
+        """Unlike colours are another object: similarity lost, up to colour_weight. Read only for the
+        detections that it can decide: one two tracks could take, or one of two a track could take,
+        within colour_weight of each other (tracks never seen with a frame have no colour: no term)."""
+        w = self.p.colour_weight
+        cand = (sim > 0) & ~np.isnan(self.colour[tracks, 0])[None, :]
+        if cand.sum(axis=1).max() < 2 and cand.sum(axis=0).max() < 2:
+            return sim  # no detection with two tracks to choose from, nor a track with two detections
+        close = cand & (sim >= sim.max(axis=1, keepdims=True) - w)
+        rows = close.sum(axis=1) >= 2
+        close = cand & (sim >= sim.max(axis=0, keepdims=True) - w)
+        rows |= (close & (close.sum(axis=0) >= 2)[None, :]).any(axis=1)
+        r = np.flatnonzero(rows)
+        if len(r) == 0:
+            return sim
+        dist = np.linalg.norm(colour.get(idx[r])[:, None, :] - self.colour[tracks][None, :, :], axis=2)
+        sim = sim.copy()
+        ramp = np.minimum((dist - COLOUR_SAME) / COLOUR_RAMP, 1.0)
+        sim[r] -= w * np.where(ramp > 0, ramp, 0.0)  # NaN (no colour): 0
         return sim
 
     def _nearness(self, dets: Detections, idx: np.ndarray, tracks: np.ndarray) -> np.ndarray:
@@ -271,8 +327,11 @@ class MaskTracker:
         rows, cols = linear_sum_assignment(-sim)
         return [(r, c) for r, c in zip(rows, cols) if sim[r, c] >= min_sim]
 
-    def update(self, dets: Detections, pts_s: float) -> Detections:
+    def update(self, dets: Detections, pts_s: float, image: np.ndarray | None = None) -> Detections:
         """Associate one frame's detections; returns those on reported tracks, with ``tracker_id``.
+
+        ``image``, RGB uint8 showing the whole frame at any size (the model input's content is
+        enough), gives the colour term; without it, association uses geometry alone.
 
         ``class_id`` becomes the track's voted class; ``data`` gains ``det_class_id``,
         ``stationary_s`` (time since the track last moved) and ``track_xyxy`` (filtered box).
@@ -290,6 +349,11 @@ class MaskTracker:
         if dets.masks is not None:
             det_box = mask_boxes(dets.masks)
             det_area = mask_areas(dets.masks)
+        colour = None
+        if image is not None and det_area is not None and p.colour_weight > 0:
+            colour = _FrameColours(image, dets.masks)
+            if self._frames % COLOUR_EVERY == 0:  # tracks learn their colours this frame: read all at once
+                colour.get(np.arange(len(dets)))
         valid = conf >= p.low_conf
         if det_box is not None and (p.duplicate_iou > 0 or p.duplicate_cover > 0):
             valid &= ~self._duplicates(dets.masks, det_box, det_area, conf, dets.class_id, valid)
@@ -297,7 +361,7 @@ class MaskTracker:
         low = np.flatnonzero(valid & (conf < p.high_conf))
         all_tracks = np.arange(len(self.ids))
         det_to_track: dict[int, int] = {}
-        sim1 = self._similarity(dets, high, all_tracks, scale, det_box, det_area)
+        sim1 = self._similarity(dets, high, all_tracks, scale, det_box, det_area, colour)
         pairs1 = self._assign(sim1, p.min_similarity)
         for r, c in pairs1:
             det_to_track[int(high[r])] = int(all_tracks[c])
@@ -305,7 +369,7 @@ class MaskTracker:
         taken[list(det_to_track.values())] = True
         left = np.flatnonzero(self.confirmed & ~taken)
         if len(low) and len(left):
-            for r, c in self._assign(self._similarity(dets, low, left, scale, det_box, det_area), p.min_similarity_low):
+            for r, c in self._assign(self._similarity(dets, low, left, scale, det_box, det_area, colour), p.min_similarity_low):
                 det_to_track[int(low[r])] = int(left[c])
                 taken[left[c]] = True
         # third pass: an object that sped up (from standing still, say) has left its predicted box, so
@@ -326,6 +390,8 @@ class MaskTracker:
                 alt = sim1[:, rival].max(axis=1)
                 hold = {int(high[r]) for r, c in pairs1
                         if alt[r] >= p.min_similarity and sim1[r, c] - alt[r] < p.ambiguity_margin}
+                if hold:
+                    self._to_front(dets, hold, pairs1, high, sim1, rival, det_to_track)
         # matched tracks: correct the filter, take the new mask, vote the class
         if det_to_track:
             d_idx = np.fromiter(det_to_track.keys(), np.int64)
@@ -341,6 +407,14 @@ class MaskTracker:
             self.last_seen[t_idx] = pts_s
             self._vote(t_idx, dets.class_id[d_idx], conf[d_idx])
             self.peak[t_idx] = np.maximum(self.peak[t_idx], conf[d_idx])
+            if colour is not None:  # a held detection is two objects' colours: it teaches nothing
+                old = self.colour[t_idx]
+                due = np.isnan(old[:, 0]) | (self._frames % COLOUR_EVERY == 0)
+                due &= np.array([d not in hold for d in d_idx.tolist()], bool)
+                if due.any():
+                    old, seen = old[due], colour.get(d_idx[due])
+                    self.colour[t_idx[due]] = np.where(np.isnan(seen), old,
+                                                       np.where(np.isnan(old), seen, old + COLOUR_RATE * (seen - old)))
             was_confirmed = self.confirmed.copy()
             self.confirmed[t_idx] |= self.hits[t_idx] >= p.min_hits
             newly = self.confirmed & ~was_confirmed
@@ -377,6 +451,27 @@ class MaskTracker:
         res.data["stationary_s"] = pts_s - self.anchor_t[out_t]
         res.data["track_xyxy"] = _cxcywh_to_xyxy(self.mean[out_t, :4]).astype(np.float32).reshape(-1, 4)
         return res
+
+    def _to_front(self, dets: Detections, hold: set[int], pairs1: list[tuple[int, int]], high: np.ndarray,
+                  sim1: np.ndarray, rival: np.ndarray, det_to_track: dict[int, int]) -> None:
+        """Step 6: a held detection (two objects seen as one) goes to the one in front, the one of its
+        track and the rival it was held against whose predicted feet are nearest its bottom edge: the
+        one behind is hidden from below, so the merged mask reaches down to the front one's feet."""
+        bottom = _cxcywh_to_xyxy(self.mean[:, :4])[:, 3]
+        claimed = set(det_to_track.values())
+        for r, c in pairs1:
+            d = int(high[r])
+            if d not in hold:
+                continue
+            rivals = [k for k in np.flatnonzero(rival & (sim1[r] >= self.p.min_similarity)).tolist() if k not in claimed]
+            if not rivals:
+                continue
+            k = max(rivals, key=lambda k: sim1[r, k])
+            y = float(dets.xyxy[d, 3])
+            if abs(y - bottom[k]) + FRONT_SLACK * max(self.mean[c, 3], self.p.min_box_px) < abs(y - bottom[c]):
+                claimed.discard(c)
+                claimed.add(k)
+                det_to_track[d] = k
 
     def _duplicates(self, masks: np.ndarray, box: np.ndarray, area: np.ndarray, conf: np.ndarray,
                     class_id: np.ndarray, valid: np.ndarray) -> np.ndarray:
@@ -490,3 +585,4 @@ class MaskTracker:
         self.peak = np.concatenate([self.peak, dets.confidence[d_idx].astype(np.float64)])
         self.anchor = np.concatenate([self.anchor, z[:, :2]])
         self.anchor_t = np.concatenate([self.anchor_t, np.full(n, pts_s)])
+        self.colour = np.concatenate([self.colour, np.full((n, 3), np.nan)])  # read at its first match

@@ -212,9 +212,12 @@ def test_inference_workers_keep_frame_order_and_lose_nothing(tmp_path, model_pat
     seen: dict[str, list[int]] = {}
     real_update = stages.MaskTracker.update
 
-    def spy(self, dets, pts_s):  # what each camera's analytics thread gets, in arrival order
+    frames_given: list[bool] = []
+
+    def spy(self, dets, pts_s, image=None):  # what each camera's analytics thread gets, in arrival order
         seen.setdefault(threading.current_thread().name, []).append(round(pts_s * 15))
-        return real_update(self, dets, pts_s)
+        frames_given.append(image is not None and image.ndim == 3)  # the frame, for the colour cue
+        return real_update(self, dets, pts_s, image)
 
     monkeypatch.setattr(stages.MaskTracker, "update", spy)
     cfg = load_config(_two_cameras(tmp_path, model_path, model_names, 40, 25))
@@ -227,6 +230,7 @@ def test_inference_workers_keep_frame_order_and_lose_nothing(tmp_path, model_pat
     assert pipe.failure is None
     assert seen["camera:a/analytics"] == list(range(40))
     assert seen["camera:b/analytics"] == list(range(25))
+    assert len(frames_given) == 65 and all(frames_given)
     assert sum(t.name.startswith("inference-") for t in pipe.threads) == workers
 
 
@@ -275,10 +279,10 @@ def test_a_slow_camera_does_not_hold_up_the_others(tmp_path, model_path, model_n
     real_update = stages.MaskTracker.update
     done_b_at_a: list[int] = []
 
-    def slow_a(self, dets, pts_s):
+    def slow_a(self, dets, pts_s, image=None):
         if threading.current_thread().name == "camera:a/analytics":
             time.sleep(0.15)
-        return real_update(self, dets, pts_s)
+        return real_update(self, dets, pts_s, image)
 
     monkeypatch.setattr(stages.MaskTracker, "update", slow_a)
     cfg = load_config(_two_cameras(tmp_path, model_path, model_names, 40, 40))

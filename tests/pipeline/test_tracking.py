@@ -95,6 +95,59 @@ def test_two_objects_seen_as_one_are_not_reported_under_either_id():
     assert _passing_people(ambiguity_margin=0.0)[7] == [front]
 
 
+def test_a_merged_detection_corrects_the_track_of_the_one_in_front(monkeypatch):
+    # one person stands, another (feet 3 mask px lower: in front) walks left past them; for four frames the
+    # detector sees one mask of both, a box more like the one behind's. It is held back and corrects the
+    # track of the one whose feet it shows; the one behind coasts where it stands
+    from pipeline.tracking import tracker as tracker_module
+
+    def behind_box_when_they_part():
+        tracker = MaskTracker(min_hits=1)
+        for i in range(13):
+            behind, front = rect(40, 24, 10, 28), rect(50 - i, 27, 9, 28)
+            masks = [front | behind] if 8 <= i < 12 else [front, behind]
+            res = tracker.update(dets_of(masks), i / 15)
+        assert res.tracker_id.tolist() == [1, 2]  # front, behind: both kept their IDs
+        return res.data["track_xyxy"][1]
+
+    assert behind_box_when_they_part()[3] == pytest.approx(52 * 4, abs=1)  # its feet stayed at y 52
+    monkeypatch.setattr(tracker_module, "FRONT_SLACK", np.inf)  # off: the merged box goes to the one behind
+    assert behind_box_when_they_part()[3] > 52 * 4 + 3  # and drags its feet down to the front one's
+
+
+RED, BLUE, GRASS = (200, 40, 40), (40, 60, 200), (40, 120, 40)
+
+
+def picture(masks, colours):
+    """An RGB frame (320x320, 4x the mask space) of coloured objects on grass."""
+    img = np.empty((80, 80, 3), np.uint8)
+    img[:] = GRASS
+    for m, c in zip(masks, colours):
+        img[m] = c
+    return img.repeat(4, axis=0).repeat(4, axis=1)
+
+
+def _between_two(colour, with_frame=True, **params):
+    """A red and a blue object stand side by side; then the detector sees one object, halfway between
+    them, of ``colour``: which track takes it?"""
+    tracker = MaskTracker(min_hits=1, ambiguity_margin=0.0, **params)  # report it (no hold)
+    a, b = blob(34, 40, r=6), blob(46, 40, r=6)
+    for i in range(6):
+        ids = tracker.update(dets_of([a, b]), i / 15, picture([a, b], [RED, BLUE]) if with_frame else None).tracker_id
+    mid = blob(40, 40, r=6)
+    out = tracker.update(dets_of([mid]), 6 / 15, picture([mid], [colour]) if with_frame else None)
+    return ids.tolist(), out.tracker_id.tolist()
+
+
+def test_a_detection_between_two_tracks_goes_to_the_one_of_its_colour():
+    (red, blue), taken = _between_two(BLUE)
+    assert taken == [blue]
+    assert _between_two(RED)[1] == [red]
+    # geometry alone cannot tell: without the frame, or with the term off, the tie goes to the first track
+    assert _between_two(BLUE, with_frame=False)[1] == [red]
+    assert _between_two(BLUE, colour_weight=0.0)[1] == [red]
+
+
 def test_a_merged_detection_is_held_back_only_briefly():
     # two people stand side by side; from frame 3 on the detector sees them as one, for 2 s
     tracker = MaskTracker(min_hits=1, ambiguity_margin=1.0)
