@@ -455,15 +455,18 @@ class MaskTracker:
     def _to_front(self, dets: Detections, hold: set[int], pairs1: list[tuple[int, int]], high: np.ndarray,
                   sim1: np.ndarray, rival: np.ndarray, det_to_track: dict[int, int]) -> None:
         """Step 6: a held detection (two objects seen as one) goes to the one in front, the one of its
-        track and the rival it was held against whose predicted feet are nearest its bottom edge: the
-        one behind is hidden from below, so the merged mask reaches down to the front one's feet."""
+        track and the rival of the same class it was held against whose predicted feet are nearest its
+        bottom edge: the one behind is hidden from below, so the merged mask reaches down to the front
+        one's feet."""
         bottom = _cxcywh_to_xyxy(self.mean[:, :4])[:, 3]
         claimed = set(det_to_track.values())
         for r, c in pairs1:
             d = int(high[r])
             if d not in hold:
                 continue
-            rivals = [k for k in np.flatnonzero(rival & (sim1[r] >= self.p.min_similarity)).tolist() if k not in claimed]
+            # of its class: a worker's box must not take over a machine's track (nor vote its class)
+            same = rival & (sim1[r] >= self.p.min_similarity) & (self.track_class == self.track_class[c])
+            rivals = [k for k in np.flatnonzero(same).tolist() if k not in claimed]
             if not rivals:
                 continue
             k = max(rivals, key=lambda k: sim1[r, k])
