@@ -280,13 +280,16 @@ class MaskTracker:
         detections that it can decide: one two tracks could take, or one of two a track could take,
         within colour_weight of each other (tracks never seen with a frame have no colour: no term)."""
         w = self.p.colour_weight
-        cand = (sim > 0) & ~np.isnan(self.colour[tracks, 0])[None, :]
-        if cand.sum(axis=1).max() < 2 and cand.sum(axis=0).max() < 2:
-            return sim  # no detection with two tracks to choose from, nor a track with two detections
-        close = cand & (sim >= sim.max(axis=1, keepdims=True) - w)
-        rows = close.sum(axis=1) >= 2
-        close = cand & (sim >= sim.max(axis=0, keepdims=True) - w)
-        rows |= (close & (close.sum(axis=0) >= 2)[None, :]).any(axis=1)
+        cand = np.where(np.isnan(self.colour[tracks, 0])[None, :], 0.0, sim)  # tracks with a colour only
+        rows = np.zeros(len(idx), bool)
+        if len(tracks) > 1:  # a detection whose second-best track is within w of its best
+            top = np.partition(cand, len(tracks) - 2, axis=1)[:, -2:]
+            rows = (top[:, 0] > 0) & (top[:, 0] >= top[:, 1] - w)
+        if len(idx) > 1:  # ... and the detections a track's second-best is within w of its best
+            top = np.partition(cand, len(idx) - 2, axis=0)[-2:]
+            cols = np.flatnonzero((top[0] > 0) & (top[0] >= top[1] - w))
+            if len(cols):
+                rows |= ((cand[:, cols] > 0) & (cand[:, cols] >= top[1, cols] - w)).any(axis=1)
         r = np.flatnonzero(rows)
         if len(r) == 0:
             return sim
@@ -410,7 +413,8 @@ class MaskTracker:
             if colour is not None:  # a held detection is two objects' colours: it teaches nothing
                 old = self.colour[t_idx]
                 due = np.isnan(old[:, 0]) | (self._frames % COLOUR_EVERY == 0)
-                due &= np.array([d not in hold for d in d_idx.tolist()], bool)
+                if hold:
+                    due &= np.array([d not in hold for d in d_idx.tolist()], bool)
                 if due.any():
                     old, seen = old[due], colour.get(d_idx[due])
                     self.colour[t_idx[due]] = np.where(np.isnan(seen), old,
