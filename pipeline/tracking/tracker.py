@@ -201,7 +201,7 @@ class _FrameColours:
         self.done = np.zeros(len(masks), bool)
 
     def get(self, idx: np.ndarray) -> np.ndarray:
-        todo = idx[~self.done[idx]]
+        todo = np.unique(idx[~self.done[idx]])  # sorted: all of them is then the mask stack itself, no copy
         if len(todo):
             self.values[todo] = mask_colours(self.image, self.masks if len(todo) == len(self.masks) else self.masks[todo])
             self.done[todo] = True
@@ -352,14 +352,14 @@ class MaskTracker:
         if dets.masks is not None:
             det_box = mask_boxes(dets.masks)
             det_area = mask_areas(dets.masks)
-        colour = None
-        if image is not None and det_area is not None and p.colour_weight > 0:
-            colour = _FrameColours(image, dets.masks)
-            if self._frames % COLOUR_EVERY == 0:  # tracks learn their colours this frame: read all at once
-                colour.get(np.arange(len(dets)))
         valid = conf >= p.low_conf
         if det_box is not None and (p.duplicate_iou > 0 or p.duplicate_cover > 0):
             valid &= ~self._duplicates(dets.masks, det_box, det_area, conf, dets.class_id, valid)
+        colour = None
+        if image is not None and det_area is not None and p.colour_weight > 0:
+            colour = _FrameColours(image, dets.masks)
+            if self._frames % COLOUR_EVERY == 0:  # tracks learn their colours this frame: one read for all
+                colour.get(np.flatnonzero(valid))
         high = np.flatnonzero(valid & (conf >= p.high_conf))
         low = np.flatnonzero(valid & (conf < p.high_conf))
         all_tracks = np.arange(len(self.ids))

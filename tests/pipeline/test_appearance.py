@@ -49,3 +49,16 @@ def test_frame_content_is_the_model_input_without_its_padding():
     small = cv2.resize(image, (640, 360), interpolation=cv2.INTER_AREA)
     assert np.abs(content.astype(int) - small.astype(int)).max() <= 2
     assert (padded[: box.pad_xy[1]] == padded[0, 0]).all()  # the padding is one flat colour, not content
+
+
+def test_frame_colours_fill_each_detection_with_its_own_colour_in_any_order():
+    # asked for all detections out of order (as matches come: first pass, then second), each gets its own
+    from pipeline.tracking.tracker import _FrameColours
+
+    img = np.zeros((8, 24, 3), np.uint8)
+    img[:, :8], img[:, 8:16], img[:, 16:] = (255, 0, 0), (0, 255, 0), (0, 0, 255)
+    masks = np.zeros((3, 8, 24), bool)
+    for k in range(3):
+        masks[k, :, 8 * k:8 * k + 8] = True
+    got = _FrameColours(img, masks).get(np.array([0, 2, 1]))
+    assert np.allclose(got, mask_colours(img, masks)[[0, 2, 1]])
