@@ -4,27 +4,17 @@
 model's metadata; ``letterbox`` fits a frame into the model input; ``Segmenter`` turns letterboxed
 frames into ``Detections`` with masks in mask space.
 
-This package imports numpy, OpenCV and the runtime only; never ``pipeline``, ``zones``, ``scenes`` or
-Ultralytics.
+This package imports numpy, OpenCV and the runtime only; never ``maskwatch.pipeline``, ``maskwatch.zones``,
+``maskwatch.scenes`` or Ultralytics (import-linter contracts in pyproject.toml).
 """
 
-import os
-
-# The mask products (coefficients x prototypes) are small; a multi-threaded BLAS only adds threads that
-# wake and spin against the decoders and ONNX Runtime on the same cores (measured: post-processing of a
-# 720p frame with 19 detections, median 7.3 ms with OpenBLAS' default threads on a busy 2-core machine,
-# 1.0 ms with one). Effective only when this runs before numpy is imported (pipeline/__init__.py does the
-# same); an explicit setting wins.
-for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ.setdefault(_var, "1")
-
-from engines import ort as _ort  # noqa: E402, F401  (registers the backends)
-from engines import torchscript as _torchscript  # noqa: E402, F401  (imports torch only when used)
-from engines import tensorrt as _tensorrt  # noqa: E402, F401  (registers TensorRT; imports it lazily)
-from engines.base import Backend, Engine, ModelMeta, backends, load_engine, register_backend  # noqa: E402
-from engines.preprocess import InputBatch, Letterbox, letterbox  # noqa: E402
-from engines.results import Detections, MaskSpace  # noqa: E402
-from engines.segmenter import Segmenter  # noqa: E402
+from maskwatch.engines import ort as _ort  # noqa: F401  (registers the backends)
+from maskwatch.engines import torchscript as _torchscript  # noqa: F401  (imports torch only when used)
+from maskwatch.engines import tensorrt as _tensorrt  # noqa: F401  (registers TensorRT; imports it lazily)
+from maskwatch.engines.base import Backend, Engine, ModelMeta, backends, load_engine, register_backend
+from maskwatch.engines.preprocess import InputBatch, Letterbox, letterbox
+from maskwatch.engines.results import Detections, MaskSpace
+from maskwatch.engines.segmenter import Segmenter
 
 __all__ = [
     "Backend",

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from engines.base import Backend, Engine, build_meta, register_backend
+from maskwatch.engines.base import Backend, Engine, build_meta, register_backend
 
 log = logging.getLogger(__name__)
 

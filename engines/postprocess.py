@@ -22,8 +22,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from engines.preprocess import Letterbox
-from engines.results import MaskSpace
+from maskwatch.engines.preprocess import Letterbox
+from maskwatch.engines.results import MaskSpace
 
 MAX_WH = 7680  # class offset for class-aware NMS (Ultralytics' max_wh)
 MAX_NMS = 30000  # most boxes into NMS

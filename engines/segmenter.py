@@ -6,10 +6,10 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from engines.base import Engine, ModelMeta
-from engines.postprocess import mask_space_of, masks_full_resolution, masks_in_mask_space, select
-from engines.preprocess import InputBatch, Letterbox
-from engines.results import Detections
+from maskwatch.engines.base import Engine, ModelMeta
+from maskwatch.engines.postprocess import mask_space_of, masks_full_resolution, masks_in_mask_space, select
+from maskwatch.engines.preprocess import InputBatch, Letterbox
+from maskwatch.engines.results import Detections
 
 
 class Segmenter:

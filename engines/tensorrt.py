@@ -29,8 +29,8 @@ from typing import Any
 
 import numpy as np
 
-from engines.base import Backend, Engine, build_meta, register_backend
-from engines.engine_file import cache_key, cached_engine_path, file_sha256, read_engine_file, write_engine_file
+from maskwatch.engines.base import Backend, Engine, build_meta, register_backend
+from maskwatch.engines.engine_file import cache_key, cached_engine_path, file_sha256, read_engine_file, write_engine_file
 
 log = logging.getLogger(__name__)
 
@@ -219,7 +219,7 @@ def build_engine(
     with tempfile.TemporaryDirectory(prefix="maskwatch-trt-") as tmp:
         parse_path = onnx_path
         if fp16 and typed:  # strongly typed: the precision comes from the ONNX itself
-            from engines.fp16 import to_fp16_onnx
+            from maskwatch.engines.fp16 import to_fp16_onnx
 
             parse_path = to_fp16_onnx(onnx_path, Path(tmp) / f"{onnx_path.stem}.fp16.onnx")
             log.info("%s: converted to fp16 (fp32 inputs/outputs) for a strongly typed network", onnx_path.name)
@@ -421,7 +421,7 @@ class TensorRTEngine(Engine):
             else:  # an Ultralytics dynamic export allows a range of sizes: use imgsz when the profile takes it
                 hw = (opt[2], opt[3])
                 if "imgsz" in meta_raw:
-                    from engines.base import parse_imgsz
+                    from maskwatch.engines.base import parse_imgsz
 
                     want = parse_imgsz(meta_raw["imgsz"], str(path))
                     if all(lo[i + 2] <= want[i] <= hi[i + 2] for i in range(2)):

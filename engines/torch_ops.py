@@ -29,11 +29,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from engines.base import Engine
-from engines.postprocess import MAX_NMS, MAX_WH, _frame_maps, mask_space_of
-from engines.preprocess import PAD_VALUE, InputBatch, Letterbox
-from engines.results import Detections
-from engines.segmenter import Segmenter
+from maskwatch.engines.base import Engine
+from maskwatch.engines.postprocess import MAX_NMS, MAX_WH, _frame_maps, mask_space_of
+from maskwatch.engines.preprocess import PAD_VALUE, InputBatch, Letterbox
+from maskwatch.engines.results import Detections
+from maskwatch.engines.segmenter import Segmenter
 
 log = logging.getLogger(__name__)
 

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from engines.base import Backend, Engine, build_meta, register_backend
+from maskwatch.engines.base import Backend, Engine, build_meta, register_backend
 
 if TYPE_CHECKING:
     import torch

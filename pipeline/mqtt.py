@@ -36,7 +36,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from zones.errors import ConfigError
+from maskwatch.zones.errors import ConfigError
 
 from .config import MqttConfig
 from .outbox import Row

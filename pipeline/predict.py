@@ -36,8 +36,8 @@ def coco_results(dets, names: dict[int, str], image_id: int) -> list[dict]:
 
 
 def predict(args) -> int:
-    from engines import Segmenter, load_engine
-    from zones import ConfigError
+    from maskwatch.engines import Segmenter, load_engine
+    from maskwatch.zones import ConfigError
 
     names = [n.strip() for n in args.names.split(",")] if args.names else None
     try:

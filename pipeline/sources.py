@@ -31,7 +31,7 @@ from dataclasses import dataclass, replace
 import av
 import numpy as np
 
-from engines import letterbox
+from maskwatch.engines import letterbox
 
 from .config import is_url
 from .redact import redact_url

@@ -24,8 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from engines import Segmenter
-from zones import ZoneEngine
+from maskwatch.engines import Segmenter
+from maskwatch.zones import ZoneEngine
 
 from .config import Config, inference_plan
 from .draw import VideoWriter, annotate

@@ -6,9 +6,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from engines import Letterbox
-from engines.results import Detections, MaskSpace
-from zones.events import AlertEvent, AlertObject
+from maskwatch.engines import Letterbox
+from maskwatch.engines.results import Detections, MaskSpace
+from maskwatch.zones.events import AlertEvent, AlertObject
 
 __all__ = ["AlertEvent", "AlertObject", "Detections", "Frame", "Letterbox", "MaskSpace"]
 

@@ -7,7 +7,7 @@ import os
 import time
 from pathlib import Path
 
-from zones import ZoneFile, ZoneFileError, load_zone_file
+from maskwatch.zones import ZoneFile, ZoneFileError, load_zone_file
 
 log = logging.getLogger(__name__)
 

@@ -4,7 +4,7 @@ Frames are drawn from flat polygons in painter's order; each instance's mask is 
 same polygons, so ground truth equals the drawn pixels after occlusion. Everything is a pure
 function of (scene, seed, size, scenario, time): same seed, same bytes.
 
-    from scenes import make_scene
+    from maskwatch.scenes import make_scene
     frame_bgr, instances = make_scene("site", seed=3).render(t=2.0)
 
 Imports numpy, OpenCV and pycocotools only; PyAV is imported when a video is written.
@@ -16,12 +16,12 @@ _LAZY = {"EVAL_SEED_OFFSET", "VAL_SEED_OFFSET", "export_dataset", "make_scene"}
 
 
 def __getattr__(name: str):
-    # lazy: `maskwatch --help` imports scenes.cli and must not pay for OpenCV
+    # lazy: `maskwatch --help` imports maskwatch.scenes.cli and must not pay for OpenCV
     if name in _LAZY:
         from . import dataset
 
         return getattr(dataset, name)
-    raise AttributeError(f"module 'scenes' has no attribute {name!r}")
+    raise AttributeError(f"module 'maskwatch.scenes' has no attribute {name!r}")
 
 
 __all__ = ["CLASS_IDS", "CLASS_NAMES", "EVAL_SEED_OFFSET", "SCENE_CLASSES", "VAL_SEED_OFFSET", "export_dataset", "make_scene"]

@@ -96,7 +96,7 @@ def run_dataset(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Stand-alone entry (`python -m scenes.cli synth ...`)."""
+    """Stand-alone entry (`python -m maskwatch.scenes.cli synth ...`)."""
     parser = argparse.ArgumentParser(prog="maskwatch")
     register(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(argv)

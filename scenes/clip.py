@@ -26,7 +26,7 @@ def instance_record(inst, height: int, width: int) -> dict:
 
 def gt_events(zone_path: Path, frames: list[tuple[int, float, list]], width: int, height: int) -> dict:
     """Run the zone engine itself on the ground-truth masks (frame resolution)."""
-    from zones import ZoneEngine, load_zone_file
+    from maskwatch.zones import ZoneEngine, load_zone_file
 
     zf = load_zone_file(zone_path)
     eng = ZoneEngine(zf, camera_id="synth", frame_wh=(width, height), mask_wh=(width, height))

@@ -25,9 +25,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from pipeline.cli import build_segmenter  # noqa: E402
-from pipeline.config import load_config  # noqa: E402
-from pipeline.stages import Pipeline  # noqa: E402
+from maskwatch.pipeline.factory import build_segmenter  # noqa: E402
+from maskwatch.pipeline.config import load_config  # noqa: E402
+from maskwatch.pipeline.stages import Pipeline  # noqa: E402
 from tests.conftest import write_config  # noqa: E402
 from tests.pipeline.conftest import free_port  # noqa: E402
 
@@ -74,7 +74,7 @@ def main() -> int:
         ports = [free_port() for _ in range(args.cameras)]
         for i, port in enumerate(ports):
             servers.append(start_server(port, args.fps, w, h, patterns[i % len(patterns)]))
-        from engines import load_engine
+        from maskwatch.engines import load_engine
 
         eng = load_engine(model)
         names = list(eng.meta.names.values())

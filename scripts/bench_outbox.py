@@ -40,11 +40,11 @@ from paho.mqtt.enums import CallbackAPIVersion
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from pipeline.config import MqttConfig  # noqa: E402
-from pipeline.mqtt import MqttSink  # noqa: E402
-from pipeline.outbox import Outbox  # noqa: E402
-from pipeline.sinks import Publisher  # noqa: E402
-from zones import AlertEvent, AlertObject  # noqa: E402
+from maskwatch.pipeline.config import MqttConfig  # noqa: E402
+from maskwatch.pipeline.mqtt import MqttSink  # noqa: E402
+from maskwatch.pipeline.outbox import Outbox  # noqa: E402
+from maskwatch.pipeline.sinks import Publisher  # noqa: E402
+from maskwatch.zones import AlertEvent, AlertObject  # noqa: E402
 
 
 def _event(n: int, camera: str) -> AlertEvent:

@@ -16,9 +16,9 @@ import time
 
 import numpy as np
 
-import pipeline  # noqa: F401  (single-threaded BLAS before numpy work)
-from engines.results import Detections, MaskSpace
-from pipeline.tracking import MaskTracker
+import maskwatch  # noqa: F401  (single-threaded BLAS before numpy work)
+from maskwatch.engines.results import Detections, MaskSpace
+from maskwatch.pipeline.tracking import MaskTracker
 
 
 def scene(objects: int, size: int, frames: int, seed: int = 0) -> list[tuple[Detections, np.ndarray]]:

@@ -75,7 +75,7 @@ def build_data(args) -> Path:
         print(f"data: using {data_yaml}", flush=True)
         _add_scenarios(args)
         return data_yaml
-    from scenes.dataset import export_dataset
+    from maskwatch.scenes.dataset import export_dataset
 
     t0 = time.time()
     data_yaml = export_dataset(
@@ -99,7 +99,7 @@ def _add_scenarios(args) -> None:
     the train split once (--scenario-images; 0 for the dataset of stages 1-5)."""
     import json
 
-    from scenes.dataset import export_scenario_frames
+    from maskwatch.scenes.dataset import export_scenario_frames
 
     manifest = json.loads((Path(args.data_dir) / "manifest.json").read_text())
     have = len(manifest.get("scenario_records", []))
@@ -189,9 +189,9 @@ def heldout_eval(args, model: Path) -> int:
     run through `engines` like maskwatch itself (`maskwatch eval masks` does the same)."""
     import json
 
-    from scenes.clip import write_clip
-    from scenes.dataset import EVAL_SEED_OFFSET
-    from scenes.eval import evaluate, format_table
+    from maskwatch.scenes.clip import write_clip
+    from maskwatch.scenes.dataset import EVAL_SEED_OFFSET
+    from maskwatch.evaluation.masks import evaluate, format_table
 
     try:
         import av  # noqa: F401

@@ -51,7 +51,7 @@ def find_test_model() -> Path:
 
     It is fast and, at a low threshold, detects something on any clip, which is what tests
     of rings, stages, delivery and sources need. Accuracy is tested with the bundled demo
-    model (models/) in tests/scenes/test_model_gate.py.
+    model (models/) in tests/evaluation/test_model_gate.py.
     """
     path = FIXTURES / "models" / "yolo11-tiny-seg-random-dynamic.onnx"
     assert path.is_file(), f"missing test model {path}"
@@ -65,7 +65,7 @@ def model_path() -> Path:
 
 @pytest.fixture(scope="session")
 def model_names(model_path) -> list[str]:
-    from engines import load_engine
+    from maskwatch.engines import load_engine
 
     eng = load_engine(model_path)
     try:

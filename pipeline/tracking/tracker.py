@@ -59,7 +59,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from engines.results import Detections
+from maskwatch.engines.results import Detections
 
 from . import kalman
 from .appearance import mask_colours

@@ -9,9 +9,9 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-import engines
-from engines import Detections, Letterbox, MaskSpace, Segmenter, letterbox, load_engine
-from engines.base import detect_layout, expected_anchors
+from maskwatch import engines
+from maskwatch.engines import Detections, Letterbox, MaskSpace, Segmenter, letterbox, load_engine
+from maskwatch.engines.base import detect_layout, expected_anchors
 
 from .helpers import (
     DYNAMIC_MODEL,

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from engines.engine_file import (
+from maskwatch.engines.engine_file import (
     cache_key,
     cached_engine_path,
     default_cache_dir,

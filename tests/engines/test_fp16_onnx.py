@@ -11,8 +11,8 @@ import onnx
 import pytest
 from onnx import TensorProto
 
-from engines import Segmenter, letterbox, load_engine
-from engines.fp16 import to_fp16_onnx
+from maskwatch.engines import Segmenter, letterbox, load_engine
+from maskwatch.engines.fp16 import to_fp16_onnx
 
 from .helpers import ROOT, mask_iou
 
@@ -35,9 +35,9 @@ def segmenters(fp16_model):
 
 def _frame(scene: str, seed: int, t: float) -> np.ndarray:
     if scene == "site":
-        from scenes.site import SiteScene as S
+        from maskwatch.scenes.site import SiteScene as S
     else:
-        from scenes.pitch import PitchScene as S
+        from maskwatch.scenes.pitch import PitchScene as S
     bgr, _ = S(seed).render(t)
     return np.ascontiguousarray(bgr[..., ::-1])  # the pipeline works in RGB
 

@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from engines import InputBatch, Letterbox, letterbox
+from maskwatch.engines import InputBatch, Letterbox, letterbox
 
 # frame (w, h), input (h, w) -> scale, new (w, h), pad (left, top); worked out from Ultralytics' LetterBox:
 # r = min(H/h, W/w); new = max(round(side * r), 1); pad before = round(d/2 - 0.1) (Python rounding)

@@ -16,8 +16,8 @@ import cv2
 import numpy as np
 import pytest
 
-from engines import Segmenter, letterbox, load_engine
-from engines.postprocess import content_crop
+from maskwatch.engines import Segmenter, letterbox, load_engine
+from maskwatch.engines.postprocess import content_crop
 
 from .helpers import MODELS, PARITY, mask_iou, unpack_masks
 

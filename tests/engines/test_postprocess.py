@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from engines.postprocess import (
+from maskwatch.engines.postprocess import (
     MAX_WH,
     MaskCrop,
     content_crop,

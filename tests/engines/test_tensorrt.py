@@ -14,9 +14,9 @@ import numpy as np
 import onnx
 import pytest
 
-from engines import load_engine
-from engines import tensorrt as trt_backend
-from engines.engine_file import read_engine_file
+from maskwatch.engines import load_engine
+from maskwatch.engines import tensorrt as trt_backend
+from maskwatch.engines.engine_file import read_engine_file
 
 from .helpers import DYNAMIC_MODEL, ROOT
 
@@ -38,7 +38,7 @@ def _cuda() -> bool:
 
 def test_cli_without_tensorrt_exits_2_with_one_line(tmp_path):
     # a fresh process where `import tensorrt` fails, whether or not TensorRT is installed here
-    code = ("import sys; sys.modules['tensorrt'] = None; from pipeline.cli import main; "
+    code = ("import sys; sys.modules['tensorrt'] = None; from maskwatch.cli import main; "
             f"sys.exit(main(['engine', 'build', {str(DEMO)!r}, '--fp16', '--out', {str(tmp_path / 'm.engine')!r}]))")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert proc.returncode == 2, proc.stderr
@@ -54,7 +54,7 @@ def no_tensorrt(monkeypatch):
 
 
 def test_cli_in_process_without_tensorrt(no_tensorrt, capsys):
-    from pipeline.cli import main
+    from maskwatch.cli import main
 
     assert main(["engine", "build", str(DEMO)]) == 2
     err = capsys.readouterr().err.strip()
@@ -63,7 +63,7 @@ def test_cli_in_process_without_tensorrt(no_tensorrt, capsys):
 
 
 def test_cli_help_lists_every_option(capsys):
-    from pipeline.cli import main
+    from maskwatch.cli import main
 
     with pytest.raises(SystemExit) as exc:
         main(["engine", "build", "--help"])
@@ -83,7 +83,7 @@ def test_cli_help_lists_every_option(capsys):
     ],
 )
 def test_cli_option_errors_exit_2(no_tensorrt, capsys, args, match):
-    from pipeline.cli import main
+    from maskwatch.cli import main
 
     assert main(["engine", "build", *args]) == 2
     err = capsys.readouterr().err.strip()
@@ -97,13 +97,13 @@ def test_loader_without_tensorrt_is_one_value_error(no_tensorrt):
 
 
 def test_import_engines_does_not_import_tensorrt_or_torch():
-    code = "import sys, engines; print('tensorrt' in sys.modules, 'torch' in sys.modules, 'tensorrt' in engines.backends())"
+    code = "import sys; from maskwatch import engines; print('tensorrt' in sys.modules, 'torch' in sys.modules, 'tensorrt' in engines.backends())"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True).stdout
     assert out.split() == ["False", "False", "True"]
 
 
 def test_engine_suffixes_resolve_to_tensorrt(tmp_path):
-    from engines.base import resolve_backend
+    from maskwatch.engines.base import resolve_backend
 
     for suffix in (".engine", ".plan"):
         assert resolve_backend(tmp_path / f"m{suffix}", "auto").name == "tensorrt"
@@ -268,7 +268,7 @@ def test_build_dynamic_batch_profile(fake_trt, tmp_path, dynamic, profile_min):
 
 
 def test_cli_build_with_stand_in_tensorrt(fake_trt, tmp_path, capsys):
-    from pipeline.cli import main
+    from maskwatch.cli import main
 
     fake_trt("10.16.0")
     model = tmp_path / "demo.onnx"
@@ -302,8 +302,8 @@ def built_fp16(tmp_path_factory):
 
 @gpu
 def test_gpu_fp16_engine_matches_onnxruntime(built_fp16):
-    from engines import Segmenter, letterbox
-    from scenes.site import SiteScene
+    from maskwatch.engines import Segmenter, letterbox
+    from maskwatch.scenes.site import SiteScene
 
     ref = Segmenter(load_engine(DEMO), conf=0.25)
     seg = Segmenter(load_engine(built_fp16, device="cuda"), conf=0.25)

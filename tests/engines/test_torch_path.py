@@ -17,13 +17,13 @@ import cv2
 import numpy as np
 import pytest
 
-import engines  # noqa: F401  (first: it caps OpenMP/BLAS threads before torch starts its pool)
+from maskwatch import engines  # noqa: F401  (first: it caps OpenMP/BLAS threads before torch starts its pool)
 
 import torch  # noqa: E402  (a test dependency: the [dev] extra installs the CPU build)
 
-from engines import Segmenter, backends, letterbox, load_engine  # noqa: E402
-from engines.postprocess import nms, select  # noqa: E402
-from engines.torch_ops import (  # noqa: E402
+from maskwatch.engines import Segmenter, backends, letterbox, load_engine  # noqa: E402
+from maskwatch.engines.postprocess import nms, select  # noqa: E402
+from maskwatch.engines.torch_ops import (  # noqa: E402
     NMS_BLOCK,
     TorchSegmenter,
     letterbox_torch,
@@ -31,7 +31,7 @@ from engines.torch_ops import (  # noqa: E402
     select_torch,
     torchvision_nms_available,
 )
-from engines.torchscript import TorchScriptEngine, read_metadata  # noqa: E402
+from maskwatch.engines.torchscript import TorchScriptEngine, read_metadata  # noqa: E402
 
 from .helpers import DYNAMIC_MODEL, MODELS, PARITY, ROOT, mask_iou  # noqa: E402
 
@@ -217,8 +217,8 @@ def demo_engine():
 @pytest.fixture(scope="module")
 def scene_frames() -> list[np.ndarray]:
     """Rendered site and pitch frames, RGB as the pipeline's sources deliver them (scenes render BGR)."""
-    from scenes.pitch import PitchScene
-    from scenes.site import SiteScene
+    from maskwatch.scenes.pitch import PitchScene
+    from maskwatch.scenes.site import SiteScene
 
     bgr = [
         SiteScene(0).render(2.0)[0],
@@ -351,10 +351,10 @@ def test_read_metadata():
 
 
 def test_import_engines_without_torch():
-    """``import engines`` works without torch; only loading a TorchScript model says what is missing."""
+    """``import maskwatch.engines`` works without torch; only loading a TorchScript model says what is missing."""
     code = (
         "import sys; sys.modules['torch'] = None\n"
-        "import engines\n"
+        "from maskwatch import engines\n"
         "assert 'torchscript' in engines.backends()\n"
         "try:\n"
         f"    engines.load_engine({str(TS_MODEL)!r})\n"
@@ -371,7 +371,7 @@ def test_import_engines_without_torch():
 @CUDA
 def test_cuda_letterbox_pinned_upload():
     frames = [_test_image(w, h, i) for i, (w, h) in enumerate(LB_SIZES)]
-    from engines.torch_ops import PinnedStaging
+    from maskwatch.engines.torch_ops import PinnedStaging
 
     staging = PinnedStaging()
     x, boxes = letterbox_torch(frames, (384, 640), "cuda", staging=staging)

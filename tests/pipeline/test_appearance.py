@@ -3,7 +3,7 @@
 import cv2
 import numpy as np
 
-from pipeline.tracking.appearance import mask_colours, srgb_to_lab
+from maskwatch.pipeline.tracking.appearance import mask_colours, srgb_to_lab
 
 
 def test_lab_of_srgb_matches_opencv():
@@ -34,8 +34,8 @@ def test_mask_colours_read_each_mask_pixel_at_its_centre_in_any_image_size():
 
 
 def test_frame_content_is_the_model_input_without_its_padding():
-    from engines import Letterbox, letterbox
-    from pipeline.types import Frame
+    from maskwatch.engines import Letterbox, letterbox
+    from maskwatch.pipeline.types import Frame
 
     yy, xx = np.mgrid[:720, :1280]
     image = np.stack([xx * 255 // 1279, yy * 255 // 719, np.full_like(xx, 128)], axis=2).astype(np.uint8)
@@ -53,7 +53,7 @@ def test_frame_content_is_the_model_input_without_its_padding():
 
 def test_frame_colours_fill_each_detection_with_its_own_colour_in_any_order():
     # asked for all detections out of order (as matches come: first pass, then second), each gets its own
-    from pipeline.tracking.tracker import _FrameColours
+    from maskwatch.pipeline.tracking.tracker import _FrameColours
 
     img = np.zeros((8, 24, 3), np.uint8)
     img[:, :8], img[:, 8:16], img[:, 16:] = (255, 0, 0), (0, 255, 0), (0, 0, 255)

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline.cli import main
-from pipeline.config import load_config
+from maskwatch.cli import main
+from maskwatch.pipeline.config import load_config
 
 BASE = {
     "model": {"path": "model.onnx", "conf": 0.35, "iou": 0.6, "max_det": 100},
@@ -181,7 +181,7 @@ def test_relative_paths_resolve_against_config_folder(workdir):
 
 
 def test_tracker_report_conf_follows_the_model_threshold_unless_set(workdir):
-    from pipeline.config import TrackerConfig
+    from maskwatch.pipeline.config import TrackerConfig
 
     assert TrackerConfig().params(0.35).report_conf == pytest.approx(0.6)  # the default deployment
     assert TrackerConfig().params(0.5).report_conf == pytest.approx(0.6)  # never above 0.6
@@ -210,7 +210,7 @@ def test_console_script_exits_2_without_traceback(workdir):
     cfg = copy.deepcopy(BASE)
     cfg["model"]["conf"] = 7
     path = _write(workdir, cfg)
-    proc = subprocess.run([sys.executable, "-m", "pipeline", "check", str(path)], capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, "-m", "maskwatch", "check", str(path)], capture_output=True, text=True)
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
     assert proc.stderr.strip().splitlines() == [proc.stderr.strip()]

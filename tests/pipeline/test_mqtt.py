@@ -18,13 +18,13 @@ from pathlib import Path
 import cv2
 import pytest
 
-from pipeline.config import MqttConfig
-from pipeline.mqtt import MqttSink
-from pipeline.outbox import Outbox
-from pipeline.sinks import JsonlSink, Publisher
+from maskwatch.pipeline.config import MqttConfig
+from maskwatch.pipeline.mqtt import MqttSink
+from maskwatch.pipeline.outbox import Outbox
+from maskwatch.pipeline.sinks import JsonlSink, Publisher
 from tests.conftest import ROOT, write_clip, write_config
 from tests.pipeline.conftest import wait_for
-from zones import AlertEvent, AlertObject
+from maskwatch.zones import AlertEvent, AlertObject
 
 PASSWORD_ENV = "MASKWATCH_TEST_MQTT_PASSWORD"
 
@@ -231,7 +231,7 @@ def test_occupancy_set_while_disconnected_is_published_on_connect(tmp_path, brok
 
 
 def test_missing_password_variable_is_a_config_error():
-    from zones import ConfigError
+    from maskwatch.zones import ConfigError
 
     cfg = MqttConfig(host="127.0.0.1", username="u", password_env="MASKWATCH_SURELY_UNSET_VAR")
     with pytest.raises(ConfigError, match="environment variable MASKWATCH_SURELY_UNSET_VAR is not set"):
@@ -256,7 +256,7 @@ def _config(tmp_path: Path, model_path, model_names, clip: Path, mqtt: dict | No
 
 def _start(cfg: Path, *args: str, env: dict | None = None) -> subprocess.Popen:
     full_env = dict(os.environ, **(env or {}))
-    return subprocess.Popen([sys.executable, "-m", "pipeline", "run", str(cfg), "--no-progress", *args],
+    return subprocess.Popen([sys.executable, "-m", "maskwatch", "run", str(cfg), "--no-progress", *args],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, env=full_env)
 
 
@@ -469,7 +469,7 @@ def test_snapshots_on_start_saved_and_published(tmp_path, model_path, model_name
 
 
 def test_alerts_config_resolves_paths_and_defaults(tmp_path):
-    from pipeline.config import parse_config
+    from maskwatch.pipeline.config import parse_config
 
     cfg = parse_config({
         "model": {"path": "m.onnx"}, "cameras": [{"id": "c", "source": "v.mp4"}],

@@ -11,9 +11,9 @@ import time
 
 import pytest
 
-from pipeline.outbox import Outbox, Row
-from pipeline.sinks import JsonlSink, Publisher
-from zones import AlertEvent, AlertObject
+from maskwatch.pipeline.outbox import Outbox, Row
+from maskwatch.pipeline.sinks import JsonlSink, Publisher
+from maskwatch.zones import AlertEvent, AlertObject
 
 
 def _ev(n: int, typ: str = "update", camera: str = "cam1", seq: int | None = None) -> AlertEvent:
@@ -109,7 +109,7 @@ def test_sink_bits_are_stable_across_restarts_and_config_changes(tmp_path):
 
 def test_full_outbox_drops_oldest_updates_first_counted_and_logged(tmp_path, caplog):
     ob = Outbox(tmp_path / "o.sqlite", max_rows=10)
-    caplog.set_level(logging.WARNING, logger="pipeline.outbox")
+    caplog.set_level(logging.WARNING, logger="maskwatch.pipeline.outbox")
     ob.add(_ev(0, "start"))
     for i in range(1, 9):
         ob.add(_ev(i, "update"))
@@ -127,7 +127,7 @@ def test_full_outbox_drops_oldest_updates_first_counted_and_logged(tmp_path, cap
 
 def test_full_outbox_with_only_start_end_drops_forced_with_an_error(tmp_path, caplog):
     ob = Outbox(tmp_path / "o.sqlite", max_rows=10)
-    caplog.set_level(logging.WARNING, logger="pipeline.outbox")
+    caplog.set_level(logging.WARNING, logger="maskwatch.pipeline.outbox")
     for i in range(10):
         ob.add(_ev(i, ("start", "end")[i % 2]))
     ob.add(_ev(10, "start"))
@@ -141,7 +141,7 @@ def test_full_outbox_with_only_start_end_drops_forced_with_an_error(tmp_path, ca
 
 def test_rows_older_than_max_age_expire_counted_and_logged(tmp_path, caplog):
     ob = Outbox(tmp_path / "o.sqlite", max_age_s=60)
-    caplog.set_level(logging.WARNING, logger="pipeline.outbox")
+    caplog.set_level(logging.WARNING, logger="maskwatch.pipeline.outbox")
     for i, typ in enumerate(["start", "update", "end", "start"]):
         ob.add(_ev(i, typ))
     db = sqlite3.connect(tmp_path / "o.sqlite")
@@ -254,7 +254,7 @@ def test_publisher_gives_up_on_an_unreachable_sink_after_the_drain_bound(tmp_pat
     ob = Outbox(tmp_path / "o.sqlite")
     held = HeldSink("mqtt")
     held.online = False
-    caplog.set_level(logging.WARNING, logger="pipeline.sinks")
+    caplog.set_level(logging.WARNING, logger="maskwatch.pipeline.sinks")
     for i in range(5):
         ob.add(_ev(i))
     done, abort, t = _run(Publisher(ob, [held]), drain_s=0.5)

@@ -13,7 +13,7 @@ from pycocotools.coco import COCO
 
 def test_predict_writes_coco_results(tmp_path, clip, model_path, model_names):
     out = tmp_path / "pred.json"
-    proc = subprocess.run([sys.executable, "-m", "pipeline", "predict", str(model_path), str(clip), "--out", str(out),
+    proc = subprocess.run([sys.executable, "-m", "maskwatch", "predict", str(model_path), str(clip), "--out", str(out),
                            "--conf", "0.02", "--track", "--max-frames", "10"], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     results = json.loads(out.read_text())
@@ -36,14 +36,14 @@ def test_predict_writes_coco_results(tmp_path, clip, model_path, model_names):
 
 
 def test_predict_missing_model_exits_2(tmp_path, clip):
-    proc = subprocess.run([sys.executable, "-m", "pipeline", "predict", str(tmp_path / "nope.onnx"), str(clip),
+    proc = subprocess.run([sys.executable, "-m", "maskwatch", "predict", str(tmp_path / "nope.onnx"), str(clip),
                            "--out", str(tmp_path / "p.json")], capture_output=True, text=True)
     assert proc.returncode == 2 and "model file not found" in proc.stderr and "Traceback" not in proc.stderr
 
 
 def test_bench_engine_runs(tmp_path, model_path):
     out = tmp_path / "bench.json"
-    proc = subprocess.run([sys.executable, "-m", "pipeline", "bench", "engine", str(model_path), "--runs", "5",
+    proc = subprocess.run([sys.executable, "-m", "maskwatch", "bench", "engine", str(model_path), "--runs", "5",
                            "--warmup", "1", "--json", str(out)], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert json.loads(out.read_text())

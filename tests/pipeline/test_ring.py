@@ -3,7 +3,7 @@ import time
 
 import pytest
 
-from pipeline.ring import Ring, RingClosed
+from maskwatch.pipeline.ring import Ring, RingClosed
 
 
 def test_fifo_order_and_counters():

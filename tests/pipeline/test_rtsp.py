@@ -27,12 +27,12 @@ import av
 import numpy as np
 import pytest
 
-from engines import letterbox
-from pipeline.cli import build_segmenter
-from pipeline.config import load_config
-from pipeline.ring import Ring
-from pipeline.sources import LiveRunner, SourceOptions, VideoSource
-from pipeline.stages import Pipeline
+from maskwatch.engines import letterbox
+from maskwatch.pipeline.factory import build_segmenter
+from maskwatch.pipeline.config import load_config
+from maskwatch.pipeline.ring import Ring
+from maskwatch.pipeline.sources import LiveRunner, SourceOptions, VideoSource
+from maskwatch.pipeline.stages import Pipeline
 from tests.conftest import write_clip, write_config
 from tests.pipeline.conftest import free_port, wait_for
 
@@ -275,7 +275,7 @@ def test_silent_server_trips_the_watchdog_and_sigterm_still_stops(tmp_path, mode
              "reconnect_min_s": 0.5, "reconnect_max_s": 1},
             {"id": "file", "source": str(clip), "zones": "zones.yaml"}])
         summary = tmp_path / "summary.json"
-        proc = subprocess.Popen([sys.executable, "-m", "pipeline", "run", str(cfg), "--summary", str(summary)],
+        proc = subprocess.Popen([sys.executable, "-m", "maskwatch", "run", str(cfg), "--summary", str(summary)],
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         try:
             wait_for(lambda: len(silent.accepted) >= 3 or proc.poll() is not None, 40,
@@ -383,7 +383,7 @@ def test_credentials_never_printed(tmp_path, rtsp, caplog):
         assert not t.is_alive()
         return runner
 
-    with caplog.at_level(logging.INFO, logger="pipeline"):
+    with caplog.at_level(logging.INFO, logger="maskwatch.pipeline"):
         bad = run("admin:wr0ng", lambda r, f: r.stats.attempts >= 2 or r.stats.connects > 0)
         good = run("admin:s3cret", lambda r, f: len(f) >= 3)
     assert bad.stats.connects == 0 and "401" in (bad.stats.last_error or ""), bad.stats

@@ -14,15 +14,15 @@ from pathlib import Path
 import av
 import pytest
 
-from pipeline.config import load_config
-from pipeline.stages import Pipeline
+from maskwatch.pipeline.config import load_config
+from maskwatch.pipeline.stages import Pipeline
 from tests.conftest import write_clip, write_config
 from tests.zones.test_schema import validate_event
-from zones import AlertEvent
+from maskwatch.zones import AlertEvent
 
 
 def _maskwatch(*args: str, **kw) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "pipeline", *args], capture_output=True, text=True, timeout=600, **kw)
+    return subprocess.run([sys.executable, "-m", "maskwatch", *args], capture_output=True, text=True, timeout=600, **kw)
 
 
 def _frames(path: Path) -> int:
@@ -74,7 +74,7 @@ def test_max_fps_skips_evenly(tmp_path, model_path, model_names):
     clip30 = write_clip(tmp_path / "c30.mp4", frames=60, fps=30)
     cfg = write_config(tmp_path, model_path, clip30, model_names,
                        cameras=[{"id": "cam1", "source": str(clip30), "max_fps": 10}])
-    from pipeline.sources import VideoSource
+    from maskwatch.pipeline.sources import VideoSource
 
     src = VideoSource("cam1", str(clip30), (320, 320), max_fps=10)
     kept = [f.index for f in src.frames()]
@@ -87,7 +87,7 @@ def test_max_fps_skips_evenly(tmp_path, model_path, model_names):
 def test_sigterm_mid_run_exits_0_within_5s(tmp_path, model_path, model_names):
     long_clip = write_clip(tmp_path / "long.mp4", frames=900, fps=15)
     cfg = write_config(tmp_path, model_path, long_clip, model_names)
-    proc = subprocess.Popen([sys.executable, "-m", "pipeline", "run", str(cfg), "--summary", str(tmp_path / "s.json")],
+    proc = subprocess.Popen([sys.executable, "-m", "maskwatch", "run", str(cfg), "--summary", str(tmp_path / "s.json")],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         # wait until frames flow: the outbox or progress is not visible, so wait for the first alert line
@@ -116,7 +116,7 @@ def test_sigterm_mid_run_exits_0_within_5s(tmp_path, model_path, model_names):
 
 
 def test_in_process_stop_leaves_no_threads(tmp_path, model_path, model_names):
-    from pipeline.cli import build_segmenter
+    from maskwatch.pipeline.factory import build_segmenter
 
     long_clip = write_clip(tmp_path / "long.mp4", frames=300, fps=15)
     cfg = load_config(write_config(tmp_path, model_path, long_clip, model_names))
@@ -156,7 +156,7 @@ class _FailingSegmenter:
 
 
 def test_stage_error_stops_run_with_reason(tmp_path, model_path, model_names):
-    from pipeline.cli import build_segmenter
+    from maskwatch.pipeline.factory import build_segmenter
 
     long_clip = write_clip(tmp_path / "long.mp4", frames=300, fps=15)
     cfg = load_config(write_config(tmp_path, model_path, long_clip, model_names))
@@ -206,8 +206,8 @@ class _FailingEngine:
 
 @pytest.mark.parametrize("workers", [2, 3])
 def test_inference_workers_keep_frame_order_and_lose_nothing(tmp_path, model_path, model_names, monkeypatch, workers):
-    from pipeline import stages
-    from pipeline.cli import build_segmenter
+    from maskwatch.pipeline import stages
+    from maskwatch.pipeline.factory import build_segmenter
 
     seen: dict[str, list[int]] = {}
     real_update = stages.MaskTracker.update
@@ -235,7 +235,7 @@ def test_inference_workers_keep_frame_order_and_lose_nothing(tmp_path, model_pat
 
 
 def test_inference_worker_error_stops_run(tmp_path, model_path, model_names):
-    from pipeline.cli import build_segmenter
+    from maskwatch.pipeline.factory import build_segmenter
 
     long_clip = write_clip(tmp_path / "long.mp4", frames=300, fps=15)
     cfg = load_config(write_config(tmp_path, model_path, long_clip, model_names))
@@ -273,8 +273,8 @@ def test_torchscript_model_runs_the_pipeline_with_torch_decoding(tmp_path, model
 def test_a_slow_camera_does_not_hold_up_the_others(tmp_path, model_path, model_names, monkeypatch):
     """Inference never blocks on one camera's full detection ring: it serves the cameras that can take
     a result, so a camera with slow analytics slows only itself."""
-    from pipeline import stages
-    from pipeline.cli import build_segmenter
+    from maskwatch.pipeline import stages
+    from maskwatch.pipeline.factory import build_segmenter
 
     real_update = stages.MaskTracker.update
     done_b_at_a: list[int] = []

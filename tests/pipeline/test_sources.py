@@ -11,10 +11,10 @@ import time
 
 import pytest
 
-from pipeline.cli import build_segmenter
-from pipeline.config import CameraConfig, load_config
-from pipeline.sources import Backoff, SourceOptions, VideoSource, hwaccel_unavailable, is_live, redact_text
-from pipeline.stages import Pipeline
+from maskwatch.pipeline.factory import build_segmenter
+from maskwatch.pipeline.config import CameraConfig, load_config
+from maskwatch.pipeline.sources import Backoff, SourceOptions, VideoSource, hwaccel_unavailable, is_live, redact_text
+from maskwatch.pipeline.stages import Pipeline
 from tests.conftest import write_clip, write_config
 from tests.pipeline.test_rtsp import corrupt_with_noise
 
@@ -71,7 +71,7 @@ def test_corrupt_file_keeps_decoding(tmp_path, caplog):
     changed, packets = corrupt_with_noise(clean, tmp_path / "bad.mp4", amount=200)
     assert changed > packets // 2
     src = VideoSource("c", str(tmp_path / "bad.mp4"), (320, 320))
-    with caplog.at_level(logging.WARNING, logger="pipeline"):
+    with caplog.at_level(logging.WARNING, logger="maskwatch.pipeline"):
         frames = list(src.frames())
     # packets the decoder rejects are skipped and counted; the rest decode (damaged or not)
     assert src.corrupt_packets >= 1 and len(frames) + src.corrupt_packets == 60, (len(frames), src.corrupt_packets)
@@ -81,7 +81,7 @@ def test_corrupt_file_keeps_decoding(tmp_path, caplog):
 
 def test_cuda_decoder_falls_back_to_software_with_one_log_line(tmp_path, clip, caplog):
     src = VideoSource("c", str(clip), (320, 320), options=SourceOptions(decoder="cuda"))
-    with caplog.at_level(logging.WARNING, logger="pipeline"):
+    with caplog.at_level(logging.WARNING, logger="maskwatch.pipeline"):
         first = list(src.frames())
         src.close()
         again = list(src.frames())  # opened again (as a reconnect does): no second log line
@@ -97,7 +97,7 @@ def test_cuda_decoder_falls_back_to_software_with_one_log_line(tmp_path, clip, c
 def test_run_with_cuda_decoder_option_completes(tmp_path, clip, model_path, model_names):
     cfg = write_config(tmp_path, model_path, clip, model_names,
                        cameras=[{"id": "cam1", "source": str(clip), "zones": "zones.yaml", "decoder": "cuda"}])
-    proc = subprocess.run([sys.executable, "-m", "pipeline", "run", str(cfg), "--summary", str(tmp_path / "s.json")],
+    proc = subprocess.run([sys.executable, "-m", "maskwatch", "run", str(cfg), "--summary", str(tmp_path / "s.json")],
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     cam = json.loads((tmp_path / "s.json").read_text())["cameras"]["cam1"]

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from engines.results import Detections, MaskSpace
-from pipeline.tracking import MaskTracker, TrackerParams, mask_iou
+from maskwatch.engines.results import Detections, MaskSpace
+from maskwatch.pipeline.tracking import MaskTracker, TrackerParams, mask_iou
 
 MS = MaskSpace((80, 80), (320, 320))
 
@@ -99,7 +99,7 @@ def test_a_merged_detection_corrects_the_track_of_the_one_in_front(monkeypatch):
     # one person stands, another (feet 3 mask px lower: in front) walks left past them; for four frames the
     # detector sees one mask of both, a box more like the one behind's. It is held back and corrects the
     # track of the one whose feet it shows; the one behind coasts where it stands
-    from pipeline.tracking import tracker as tracker_module
+    from maskwatch.pipeline.tracking import tracker as tracker_module
 
     def behind_box_when_they_part():
         tracker = MaskTracker(min_hits=1)
@@ -381,7 +381,7 @@ def test_mask_iou_matrix():
 
 
 def test_mask_boxes_and_areas_match_a_plain_scan():
-    from pipeline.tracking.tracker import mask_areas, mask_boxes
+    from maskwatch.pipeline.tracking.tracker import mask_areas, mask_boxes
 
     rng = np.random.default_rng(3)
     masks = rng.random((40, 24, 40)) < rng.random((40, 1, 1)) * 0.05  # sparse, some empty
@@ -399,7 +399,7 @@ def test_mask_boxes_and_areas_match_a_plain_scan():
 
 def test_kalman_blocks_equal_the_full_8x8_filter():
     """The filter keeps four 2x2 covariance blocks; the textbook 8x8 filter with the same noise gives the same."""
-    from pipeline.tracking import kalman
+    from maskwatch.pipeline.tracking import kalman
 
     def full(cov):  # blocks (n, 3, 4) -> (n, 8, 8)
         out = np.zeros((len(cov), 8, 8))

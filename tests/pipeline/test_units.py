@@ -1,11 +1,11 @@
 import numpy as np
 import pytest
 
-from engines.results import Detections, MaskSpace
-from pipeline.outbox import Outbox
-from pipeline.redact import redact_url
-from pipeline.sinks import JsonlSink
-from zones import AlertEvent
+from maskwatch.engines.results import Detections, MaskSpace
+from maskwatch.pipeline.outbox import Outbox
+from maskwatch.pipeline.redact import redact_url
+from maskwatch.pipeline.sinks import JsonlSink
+from maskwatch.zones import AlertEvent
 
 
 @pytest.mark.parametrize("url,expected", [

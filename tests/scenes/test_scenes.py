@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 import yaml
 
-from scenes.classes import CLASS_NAMES
-from scenes.clip import write_clip
-from scenes.dataset import (
+from maskwatch.scenes.classes import CLASS_NAMES
+from maskwatch.scenes.clip import write_clip
+from maskwatch.scenes.dataset import (
     SCENARIO_SEED_OFFSET,
     VAL_SEED_OFFSET,
     export_dataset,
@@ -22,8 +22,8 @@ from scenes.dataset import (
     make_scene,
     mask_to_polygon,
 )
-from scenes.render import SHIFT, Item, Part, draw_items, extract_instances, to_fixed
-from scenes.rle import decode, encode, rle_counts
+from maskwatch.scenes.render import SHIFT, Item, Part, draw_items, extract_instances, to_fixed
+from maskwatch.scenes.rle import decode, encode, rle_counts
 
 SMALL = (640, 360)
 
@@ -180,7 +180,7 @@ def test_clip_video_decodes_with_right_frame_count(tmp_path):
     ("pitch", "box_entry", "player-in-box"),
 ])
 def test_scenarios_have_zone_file_and_gt_events(tmp_path, scene, scenario, rule):
-    from zones import load_zone_file
+    from maskwatch.zones import load_zone_file
 
     write_clip(scene, 21, 20.0, tmp_path, fps=5, size=SMALL, scenario=scenario, video=False)
     zf = load_zone_file(tmp_path / "zones.yaml")
@@ -263,7 +263,7 @@ def test_polygon_labels_reproduce_masks_including_split_masks():
 
 # ---- CLI ------------------------------------------------------------------------------------
 def test_cli_clip_dataset_and_errors(tmp_path, capsys):
-    from scenes.cli import main
+    from maskwatch.scenes.cli import main
 
     assert main(["synth", "site", "--seed", "2", "--seconds", "0.4", "--fps", "5", "--size", "320x180",
                  "--out", str(tmp_path / "clip")]) == 0

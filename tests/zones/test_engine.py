@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from zones import ZoneEngine, parse_zone_file, rasterize
+from maskwatch.zones import ZoneEngine, parse_zone_file, rasterize
 
 ZF = {
     "units": "normalized",

@@ -1,7 +1,7 @@
 import cv2
 import numpy as np
 
-from zones.geometry import _gap, boundary_points, mask_gap
+from maskwatch.zones.geometry import _gap, boundary_points, mask_gap
 
 
 def test_pruned_mask_gap_equals_brute_force():
@@ -27,7 +27,7 @@ def test_pruned_mask_gap_equals_brute_force():
 def test_convex_gap_bound_is_a_lower_bound_and_exact_across_an_edge():
     from shapely.geometry import Polygon
 
-    from zones.geometry import convex_gap_bound
+    from maskwatch.zones.geometry import convex_gap_bound
 
     rng = np.random.default_rng(2)
     quads = []
@@ -47,8 +47,8 @@ def test_convex_gap_bound_is_a_lower_bound_and_exact_across_an_edge():
 
 def test_metre_proximity_pruning_keeps_every_result():
     """The ground-quad pruning of proximity pairs changes no distance and no decision."""
-    from zones.engine import ZoneEngine, _Frame
-    from zones.schema import parse_zone_file
+    from maskwatch.zones.engine import ZoneEngine, _Frame
+    from maskwatch.zones.schema import parse_zone_file
 
     zf = parse_zone_file({"units": "normalized", "zones": [{"id": "z", "polygon": [[0, 0], [1, 0], [1, 1], [0, 1]]}],
                           "calibration": {"image": [[0.1, 0.5], [0.9, 0.5], [0.95, 0.95], [0.05, 0.95]],

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from tests.zones.test_schema import validate_event
-from zones import ZoneEngine, parse_zone_file
+from maskwatch.zones import ZoneEngine, parse_zone_file
 
 FW, FH, MW, MH = 1000, 500, 100, 50
 DT = 0.1

@@ -4,7 +4,7 @@ The ground-truth masks (as a perfect detector would give them, reduced to the mo
 space, 1/8 of 1280x720) go through MaskTracker and ZoneEngine; every ground-truth
 activation (computed by `maskwatch synth` at full resolution) must yield exactly one start
 and one end, no alert where none is expected, and the start within min_duration_s + 3 frames.
-Model accuracy is gated elsewhere (tests/scenes/test_model_gate.py).
+Model accuracy is gated elsewhere (tests/evaluation/test_model_gate.py).
 """
 
 from __future__ import annotations
@@ -16,13 +16,13 @@ import numpy as np
 import pytest
 from pycocotools import mask as mask_utils
 
-from engines.results import Detections, MaskSpace
-from pipeline.tracking import MaskTracker, TrackerParams
-from scenes.alert_eval import match, predicted_intervals
-from scenes.classes import CLASS_NAMES
-from scenes.clip import write_clip
+from maskwatch.engines.results import Detections, MaskSpace
+from maskwatch.pipeline.tracking import MaskTracker, TrackerParams
+from maskwatch.evaluation.alerts import match, predicted_intervals
+from maskwatch.scenes.classes import CLASS_NAMES
+from maskwatch.scenes.clip import write_clip
 from tests.zones.test_schema import validate_event
-from zones import ZoneEngine, load_zone_file
+from maskwatch.zones import ZoneEngine, load_zone_file
 
 MASK_WH = (160, 90)
 

@@ -10,7 +10,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from zones import ZoneFileError, load_zone_file, parse_zone_file
+from maskwatch.zones import ZoneFileError, load_zone_file, parse_zone_file
 
 SCHEMA = json.loads((Path(__file__).resolve().parents[2] / "configs" / "alert-event.schema.json").read_text())
 VALIDATOR = jsonschema.Draft202012Validator(SCHEMA)

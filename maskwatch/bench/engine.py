@@ -1,8 +1,8 @@
 """Engine benchmark: per-image latency of pre-processing, inference and post-processing.
 
-    python -m engines.bench MODEL [--runs 200] [--warmup 20] [--batch 1 4] [--frame-size 1280x720] [--json OUT]
+    maskwatch bench engine MODEL [--runs 200] [--warmup 20] [--batch 1 4] [--frame-size 1280x720] [--json OUT]
 
-(wired as ``maskwatch bench engine``). Pre = letterbox + batch assembly, infer = the engine's
+ Pre = letterbox + batch assembly, infer = the engine's
 ``infer``, post = decoding, NMS and mask-space masks; all per image (a batch's time / its size),
 median and p95 over ``--runs`` timed runs after ``--warmup`` untimed ones. The frame is a fixed
 synthetic drawing; ``--conf`` tunes how many detections post-processing sees (reported).
@@ -21,9 +21,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from engines.base import load_engine
-from engines.preprocess import letterbox
-from engines.segmenter import Segmenter
+from maskwatch.engines.base import load_engine
+from maskwatch.engines.preprocess import letterbox
+from maskwatch.engines.segmenter import Segmenter
 
 
 def synthetic_frame(width: int, height: int, seed: int = 0) -> np.ndarray:

@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from engines.bench import main, synthetic_frame
+from maskwatch.bench.engine import main, synthetic_frame
 
-from .helpers import DYNAMIC_MODEL, STATIC_MODEL
+from tests.engines.helpers import DYNAMIC_MODEL, STATIC_MODEL
 
 
 @pytest.mark.parametrize("model, batches", [(STATIC_MODEL, [1, 2]), (DYNAMIC_MODEL, [1, 3])])

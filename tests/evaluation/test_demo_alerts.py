@@ -7,8 +7,8 @@ from pathlib import Path
 
 import yaml
 
-from scenes.alert_eval import evaluate
-from scenes.clip import write_clip
+from maskwatch.evaluation.alerts import evaluate
+from maskwatch.scenes.clip import write_clip
 
 ROOT = Path(__file__).resolve().parents[2]
 MODEL = ROOT / "models" / "maskwatch-demo-seg.onnx"

@@ -75,7 +75,7 @@ def _result(name: str, frames: int, m: _Meter, stages: dict | None = None, **ext
 
 
 def _decode_all(video: Path, input_hw, limit: int):
-    from .sources import VideoSource
+    from maskwatch.pipeline.sources import VideoSource
 
     src = VideoSource("bench", str(video), input_hw)
     out = []
@@ -143,7 +143,7 @@ def ratios(results: list[dict]) -> dict:
 
 
 def mode_decode(video: Path, input_hw, limit: int) -> dict:
-    from .sources import VideoSource
+    from maskwatch.pipeline.sources import VideoSource
 
     times, n = [], 0
     with _Meter() as m:
@@ -162,10 +162,10 @@ def mode_decode(video: Path, input_hw, limit: int) -> dict:
 
 
 def mode_naive(seg, cfg, video: Path, limit: int) -> dict:
-    from zones import ZoneEngine, load_zone_file
+    from maskwatch.zones import ZoneEngine, load_zone_file
 
-    from .sources import VideoSource
-    from .tracking import MaskTracker
+    from maskwatch.pipeline.sources import VideoSource
+    from maskwatch.pipeline.tracking import MaskTracker
 
     tracker = MaskTracker(cfg.tracker.params(cfg.model.conf))
     zf = load_zone_file(cfg.cameras[0].zones) if cfg.cameras[0].zones else None
@@ -199,7 +199,7 @@ def mode_naive(seg, cfg, video: Path, limit: int) -> dict:
 
 
 def mode_pipeline(seg, cfg, video: Path, cameras: int, limit: int) -> dict:
-    from .stages import Pipeline
+    from maskwatch.pipeline.stages import Pipeline
 
     cfg = cfg.model_copy(deep=True)
     base = cfg.cameras[0]
@@ -242,7 +242,7 @@ def _synth_video(seconds: float) -> Path:
     cache = Path(os.environ.get("MASKWATCH_CACHE", Path.cwd() / "var" / "bench"))
     out = cache / f"site-seed3-{int(seconds)}s"
     if not (out / "video.mp4").is_file():
-        from scenes.clip import write_clip
+        from maskwatch.scenes.clip import write_clip
 
         write_clip("site", 3, seconds, out)
     return out / "video.mp4"
@@ -276,8 +276,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", help="write the results here")
     args = p.parse_args(argv)
 
-    from .cli import build_segmenter
-    from .config import inference_plan, load_config
+    from maskwatch.pipeline.factory import build_segmenter
+    from maskwatch.pipeline.config import inference_plan, load_config
 
     cfg = load_config(args.config)
     if args.model:

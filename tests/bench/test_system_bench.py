@@ -11,7 +11,7 @@ def test_bench_json_structure(tmp_path, model_path, model_names):
     video = write_clip(tmp_path / "v.mp4", frames=15, fps=15)
     cfg = write_config(tmp_path, model_path, video, model_names)
     out = tmp_path / "bench.json"
-    proc = subprocess.run([sys.executable, "-m", "pipeline", "bench", "--config", str(cfg), "--video", str(video),
+    proc = subprocess.run([sys.executable, "-m", "maskwatch", "bench", "--config", str(cfg), "--video", str(video),
                            "--seconds", "1", "--cameras", "2", "--json", str(out)],
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from scenes.clip import write_clip
+from maskwatch.scenes.clip import write_clip
 
 ROOT = Path(__file__).resolve().parents[2]
 MODEL = ROOT / "tests" / "fixtures" / "models" / "yolo11-tiny-seg-random-dynamic.onnx"  # unused by --detector gt
@@ -27,7 +27,7 @@ CASES = {
 
 @pytest.mark.parametrize("scene,seed,scenario", list(CASES), ids=[f"{s}-{n}" for s, n, _ in CASES])
 def test_tracking_idf1_gate(tmp_path, scene, seed, scenario):
-    from scenes.track_eval import evaluate
+    from maskwatch.evaluation.tracking import evaluate
 
     write_clip(scene, seed, 6.0, tmp_path / "clip", scenario=scenario)
     res = evaluate(MODEL, tmp_path / "clip", detector="gt", log=lambda m: None)
@@ -45,7 +45,7 @@ BUNDLED = ROOT / "models" / "maskwatch-demo-seg.onnx"
 def test_eval_tracking_cli_caches_model_detections(tmp_path, capsys):
     """`maskwatch eval tracking` with the bundled model: a second run reads the cached detections and
     scores the same; --set overrides a tracker parameter; a bad --set exits 2 naming the field."""
-    from scenes.track_eval import main
+    from maskwatch.evaluation.tracking import main
 
     write_clip("site", 20000022, 2.0, tmp_path / "clip", scenario="truck_reverse")
     args = [str(BUNDLED), "--data", str(tmp_path / "clip"), "--cache", str(tmp_path / "cache"), "--threads", "1"]
@@ -67,7 +67,7 @@ def test_eval_tracking_cli_caches_model_detections(tmp_path, capsys):
 
 
 def test_box_overlap_and_floor_checks():
-    from scenes.track_eval import OCCLUSION_HEAVY, box_overlap, floors
+    from maskwatch.evaluation.tracking import OCCLUSION_HEAVY, box_overlap, floors
 
     def inst(box):
         return {"box_xyxy": box}

@@ -68,9 +68,9 @@ def match(gt: list[dict], pred: list[dict], fps: float) -> dict:
 
 
 def evaluate(config: str | Path, gt_path: str | Path, log=print) -> dict:
-    from pipeline.cli import build_segmenter
-    from pipeline.config import check_files, inference_plan, load_config
-    from pipeline.stages import Pipeline
+    from maskwatch.pipeline.factory import build_segmenter
+    from maskwatch.pipeline.config import check_files, inference_plan, load_config
+    from maskwatch.pipeline.stages import Pipeline
 
     gt = json.loads(Path(gt_path).read_text())
     cfg = load_config(config)

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .classes import CLASS_NAMES
+from maskwatch.scenes.classes import CLASS_NAMES
 
 
 def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -58,7 +58,7 @@ def _frames(clip: Path, gt: dict):
             for i, f in enumerate(c.decode(video=0)):
                 yield i, f.to_ndarray(format="rgb24")
         return
-    from .dataset import make_scene
+    from maskwatch.scenes.dataset import make_scene
 
     sc = make_scene(gt["scene"], gt["seed"], gt["width"], gt["height"], gt.get("scenario"))
     for i in range(gt["num_frames"]):
@@ -69,7 +69,7 @@ def _frames(clip: Path, gt: dict):
 def evaluate(model: str | Path, data: str | Path, *, conf=0.01, iou=0.7, max_det=100, every=1, threads=None, log=print) -> dict:
     from pycocotools import mask as mask_utils
 
-    from engines import Segmenter, letterbox, load_engine
+    from maskwatch.engines import Segmenter, letterbox, load_engine
 
     eng = load_engine(model, threads=threads)
     names = eng.meta.names

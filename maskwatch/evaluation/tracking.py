@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .eval import _frames, find_clips
+from .masks import _frames, find_clips
 
 OCCLUSION_HEAVY = 0.15  # fraction of instance-frames overlapped (see box_overlap)
 
@@ -79,8 +79,8 @@ class _ByteTrack:
 def _trackers(fps: float, conf: float, low_conf: float, baseline: bool, params: dict | None = None) -> dict:
     import dataclasses
 
-    from pipeline.config import TrackerConfig
-    from pipeline.tracking import MaskTracker
+    from maskwatch.pipeline.config import TrackerConfig
+    from maskwatch.pipeline.tracking import MaskTracker
 
     # the tracker exactly as `maskwatch run` builds it from a config with model.conf = conf
     p = TrackerConfig(low_conf=low_conf).params(conf)
@@ -148,7 +148,7 @@ def gt_detections(instances: list[dict], rng: np.random.Generator, mask_wh=(160,
     import cv2
     from pycocotools import mask as mask_utils
 
-    from engines.results import Detections, MaskSpace
+    from maskwatch.engines.results import Detections, MaskSpace
 
     keep = [x for x in instances if rng.random() >= miss]
     n = len(keep)
@@ -197,7 +197,7 @@ def _save_detections(path: Path, seq: list) -> None:
 
 
 def _load_detections(path: Path) -> list:
-    from engines.results import Detections, MaskSpace
+    from maskwatch.engines.results import Detections, MaskSpace
 
     z = np.load(path)
     mw, mh = (int(v) for v in z["mask_wh"])
@@ -239,7 +239,7 @@ def clip_detections(clip: Path, gt: dict, *, detector: str, seg=None, model_to_o
         path = Path(cache) / f"{clip.name}-{_clip_key(clip)}-{key}.npz"
         if path.is_file():
             return _load_detections(path)
-    from engines import letterbox
+    from maskwatch.engines import letterbox
 
     seq = []
     for i, rgb in _frames(clip, gt):
@@ -284,9 +284,9 @@ def evaluate(model, data, *, conf=0.35, low_conf=0.1, baseline=True, threads=Non
     seg = model_to_ours = None
     key = ""
     if detector == "model":
-        from engines import Segmenter, load_engine
+        from maskwatch.engines import Segmenter, load_engine
 
-        from .classes import CLASS_NAMES
+        from maskwatch.scenes.classes import CLASS_NAMES
 
         eng = load_engine(model, threads=threads)
         seg = Segmenter(eng, conf=min(conf, low_conf), iou=0.6, max_det=100)
@@ -349,7 +349,7 @@ def floors(results: dict, baseline: str = "bytetrack-defaults") -> list[str]:
 def _parse_sets(items: list[str]) -> dict:
     from dataclasses import fields
 
-    from pipeline.tracking import TrackerParams
+    from maskwatch.pipeline.tracking import TrackerParams
 
     types = {f.name: type(getattr(TrackerParams(), f.name)) for f in fields(TrackerParams)}
     out = {}

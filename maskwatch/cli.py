@@ -10,9 +10,8 @@ import sys
 import time
 from pathlib import Path
 
-from zones import ConfigError, load_zone_file
-
-from . import __version__
+from maskwatch import __version__
+from maskwatch.zones import ConfigError, load_zone_file
 
 log = logging.getLogger("maskwatch")
 EXIT_OK, EXIT_FAILURE, EXIT_CONFIG = 0, 1, 2
@@ -23,64 +22,21 @@ def _setup_logging(level: str) -> None:
                         format="%(asctime)s %(levelname)s [%(threadName)s] %(message)s")
 
 
-def build_segmenter(model_cfg, file: str | Path | None = None, tracker_cfg=None, threads: int | None = None):
-    """Engine + pre/post-processing for a ``model`` config section; errors name the field.
-    ``threads``: engine threads per call (default: the config's, else the runtime's)."""
-    from engines import Segmenter, load_engine
-
-    try:
-        engine = load_engine(model_cfg.path, backend=model_cfg.backend, device=model_cfg.device,
-                             names=model_cfg.names, threads=threads or model_cfg.threads or None)
-    except FileNotFoundError:
-        raise ConfigError(file, "model.path", f"model file not found: {model_cfg.path}") from None
-    except (ValueError, RuntimeError, OSError) as exc:
-        raise ConfigError(file, "model", f"cannot load {model_cfg.path}: {exc}") from None
-    classes = None
-    if model_cfg.classes:
-        by_name = {v: k for k, v in engine.meta.names.items()}
-        unknown = [c for c in model_cfg.classes if c not in by_name]
-        if unknown:
-            raise ConfigError(file, "model.classes",
-                              f"unknown class {unknown[0]!r}, expected one of {sorted(by_name)}")
-        classes = [by_name[c] for c in model_cfg.classes]
-    conf = model_cfg.conf
-    if tracker_cfg is not None:  # the tracker's second pass needs the low-confidence detections too
-        conf = min(conf, tracker_cfg.low_conf)
-    kind = Segmenter
-    if hasattr(engine, "infer_torch"):  # TensorRT / TorchScript: pre- and post-processing on the device too
-        from engines.torch_ops import TorchSegmenter as kind
-    return kind(engine, conf=conf, iou=model_cfg.iou, max_det=model_cfg.max_det,
-                classes=classes, agnostic=model_cfg.agnostic_nms)
-
-
-def _check_rule_classes(cfg, names: dict[int, str], file) -> None:
-    known = set(names.values())
-    for i, cam in enumerate(cfg.cameras):
-        if cam.zones is None:
-            continue
-        zf = load_zone_file(cam.zones)
-        for j, rule in enumerate(zf.rules):
-            for field in ("classes", "near"):
-                for cls in getattr(rule, field, None) or []:
-                    if cls not in known:
-                        raise ConfigError(cam.zones, f"rules[{j}].{field}",
-                                          f"class {cls!r} is not a model class, expected one of {sorted(known)}")
-
-
 # -- commands -----------------------------------------------------------------------------
 def cmd_check(args) -> int:
-    from .config import check_files, load_config
+    from maskwatch.pipeline.config import check_files, load_config
+    from maskwatch.pipeline.factory import build_segmenter, check_rule_classes
+    from maskwatch.pipeline.redact import redact_url
 
     cfg = load_config(args.config)
     check_files(cfg, args.config)
     zone_files = {c.id: load_zone_file(c.zones) for c in cfg.cameras if c.zones}
     seg = build_segmenter(cfg.model, args.config)
-    _check_rule_classes(cfg, seg.meta.names, args.config)
+    check_rule_classes(cfg, seg.meta.names, args.config)
     h, w = seg.input_hw
     print(f"config ok: {args.config}")
     print(f"model: {cfg.model.path.name} ({cfg.model.backend}, {cfg.model.device}), input {w}x{h}, "
           f"classes: {', '.join(seg.meta.names.values())}")
-    from .redact import redact_url
     for cam in cfg.cameras:
         zf = zone_files.get(cam.id)
         zones = f"{len(zf.zones)} zones, {len(zf.rules)} rules" if zf else "no zones"
@@ -89,8 +45,9 @@ def cmd_check(args) -> int:
 
 
 def cmd_run(args) -> int:
-    from .config import check_files, inference_plan, load_config
-    from .stages import Pipeline
+    from maskwatch.pipeline.config import check_files, inference_plan, load_config
+    from maskwatch.pipeline.factory import build_segmenter, check_rule_classes
+    from maskwatch.pipeline.stages import Pipeline
 
     cfg = load_config(args.config)
     if args.source:
@@ -104,7 +61,7 @@ def cmd_run(args) -> int:
         if cam.zones:
             load_zone_file(cam.zones)
     seg = build_segmenter(cfg.model, args.config, cfg.tracker, threads=inference_plan(cfg)[1])
-    _check_rule_classes(cfg, seg.meta.names, args.config)
+    check_rule_classes(cfg, seg.meta.names, args.config)
 
     pipe = Pipeline(cfg, seg, max_frames=args.max_frames, save_video=Path(args.save_video) if args.save_video else None)
 
@@ -149,39 +106,39 @@ def cmd_run(args) -> int:
 
 
 def cmd_predict(args) -> int:
-    from .predict import predict
+    from maskwatch.pipeline.predict import predict
 
     return predict(args)
 
 
 def cmd_bench(args) -> int:
     if args.rest[:1] == ["engine"]:
-        from engines.bench import main as bench_engine
+        from maskwatch.bench.engine import main as bench_engine
 
         return bench_engine(args.rest[1:])
-    from .bench import main as bench_system
+    from maskwatch.bench.system import main as bench_system
 
     return bench_system(args.rest)
 
 
 def cmd_eval(args) -> int:
     if args.what == "masks":
-        from scenes.eval import main as eval_masks
+        from maskwatch.evaluation.masks import main as eval_masks
 
         return eval_masks(args.rest)
     if args.what == "tracking":
-        from scenes.track_eval import main as eval_tracking
+        from maskwatch.evaluation.tracking import main as eval_tracking
 
         return eval_tracking(args.rest)
     if args.what == "alerts":
-        from scenes.alert_eval import main as eval_alerts
+        from maskwatch.evaluation.alerts import main as eval_alerts
 
         return eval_alerts(args.rest)
     raise SystemExit(f"unknown eval {args.what!r}")
 
 
 def cmd_engine(args) -> int:
-    from engines.tensorrt import build_engine
+    from maskwatch.engines.tensorrt import build_engine
 
     try:
         out = build_engine(args.model, args.out, fp16=args.fp16, batch=args.batch, dynamic=args.dynamic or None,
@@ -232,12 +189,9 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--names", metavar="A,B,..", help="class names for a model without metadata")
     pr.set_defaults(func=cmd_predict)
 
-    try:  # the scene generator is a development tool; the runtime never imports it
-        from scenes.cli import register as register_synth
-    except ImportError:
-        register_synth = None
-    if register_synth is not None:
-        register_synth(sub)
+    from maskwatch.scenes.cli import register as register_synth  # `synth`: the scene generator's own options
+
+    register_synth(sub)
 
     e = sub.add_parser("eval", help="accuracy on synth clips (masks: COCO mAP; tracking: HOTA/IDF1 vs ByteTrack; "
                                     "alerts: recall/precision/latency against scripted events)")

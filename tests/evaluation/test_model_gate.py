@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from scenes.classes import CLASS_NAMES
-from scenes.clip import write_clip
-from scenes.dataset import EVAL_SEED_OFFSET
+from maskwatch.scenes.classes import CLASS_NAMES
+from maskwatch.scenes.clip import write_clip
+from maskwatch.scenes.dataset import EVAL_SEED_OFFSET
 
 ROOT = Path(__file__).resolve().parents[2]
 MODEL = ROOT / "models" / "maskwatch-demo-seg.onnx"
@@ -28,7 +28,7 @@ def heldout(tmp_path_factory) -> Path:
 
 
 def test_bundled_model_metadata():
-    from engines import load_engine
+    from maskwatch.engines import load_engine
 
     assert MODEL.is_file(), f"the bundled model is missing: {MODEL}"
     assert MODEL.stat().st_size < 15e6
@@ -38,7 +38,7 @@ def test_bundled_model_metadata():
 
 
 def test_accuracy_gate_mask_map50(heldout):
-    from scenes.eval import evaluate
+    from maskwatch.evaluation.masks import evaluate
 
     res = evaluate(MODEL, heldout, log=lambda m: None)
     scores = {s: e["mask"]["map50"] for s, e in res["scenes"].items()}
