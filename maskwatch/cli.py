@@ -50,6 +50,7 @@ def cmd_run(args) -> int:
     from maskwatch.pipeline.stages import Pipeline
 
     cfg = load_config(args.config)
+    explicit_web = _apply_web_args(cfg, args)
     if args.source:
         if len(cfg.cameras) != 1:
             raise ConfigError(args.config, "cameras", "--source needs a config with exactly one camera")
@@ -63,7 +64,16 @@ def cmd_run(args) -> int:
     seg = build_segmenter(cfg.model, args.config, cfg.tracker, threads=inference_plan(cfg)[1])
     check_rule_classes(cfg, seg.meta.names, args.config)
 
-    pipe = Pipeline(cfg, seg, max_frames=args.max_frames, save_video=Path(args.save_video) if args.save_video else None)
+    pipe = Pipeline(cfg, seg, max_frames=args.max_frames, save_video=Path(args.save_video) if args.save_video else None,
+                    loop=args.loop)
+    console = None
+    if cfg.web.enabled:
+        from maskwatch.web.backend import PipelineBackend
+        from maskwatch.web.server import start_console
+
+        console = start_console(PipelineBackend(pipe), cfg.web, explicit=explicit_web, file=args.config)
+        if console is not None:
+            print(f"maskwatch: web console at {console.url}", file=sys.stderr, flush=True)
 
     def on_signal(signum, _frame):
         log.info("%s: stopping (again to abort)", signal.Signals(signum).name)
@@ -88,7 +98,11 @@ def cmd_run(args) -> int:
         sys.stderr.flush()
 
     pipe.start()
-    pipe.wait(progress)
+    try:
+        pipe.wait(progress)
+    finally:
+        if console is not None:
+            console.stop()
     if show:
         sys.stderr.write("\n")
     summary = pipe.summary()
@@ -103,6 +117,74 @@ def cmd_run(args) -> int:
         print(f"maskwatch: error: {pipe.failure}", file=sys.stderr)
         return EXIT_FAILURE
     return EXIT_OK
+
+
+def _apply_web_args(cfg, args) -> bool:
+    """--web / --no-web over the config's web section; True when the address was asked for explicitly."""
+    from maskwatch.pipeline.config import split_listen
+    from maskwatch.web.server import console_token
+
+    if getattr(args, "no_web", False):
+        cfg.web.enabled = False
+        return False
+    if getattr(args, "web", None):
+        try:
+            split_listen(args.web)
+        except ValueError as exc:
+            raise ConfigError(None, "--web", str(exc)) from None
+        cfg.web.listen = args.web
+        cfg.web.enabled = True
+    if cfg.web.enabled:
+        console_token(cfg.web, args.config)  # a missing token is an error before anything starts
+    return bool(getattr(args, "web", None)) or "listen" in cfg.web.model_fields_set
+
+
+def cmd_edit(args) -> int:
+    """Cameras and the zone editor only: no model, no alerts (set up a site before anything else exists)."""
+    from maskwatch.pipeline.config import is_url, load_config
+    from maskwatch.web.backend import PreviewBackend
+    from maskwatch.web.server import start_console
+
+    cfg = load_config(args.config)
+    args.no_web = False
+    cfg.web.enabled = True  # the console is what this command is for
+    _apply_web_args(cfg, args)
+    for i, cam in enumerate(cfg.cameras):
+        if not is_url(cam.source) and not Path(cam.source).is_file():
+            raise ConfigError(args.config, f"cameras[{i}].source", f"video file not found: {cam.source}")
+    names = dict(enumerate(cfg.model.names)) if cfg.model.names else _model_names(cfg.model.path)
+    backend = PreviewBackend(cfg, names)
+    console = start_console(backend, cfg.web, explicit=True, file=args.config)  # a taken port is an error
+    stop = {"now": False}
+
+    def on_signal(signum, _frame):
+        log.info("%s: stopping", signal.Signals(signum).name)
+        stop["now"] = True
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    backend.start()
+    print(f"maskwatch: zone editor at {console.url} (Ctrl-C to stop)", file=sys.stderr, flush=True)
+    try:
+        while not stop["now"]:
+            time.sleep(0.2)
+    finally:
+        console.stop()
+        backend.close()
+    return EXIT_OK
+
+
+def _model_names(path: Path) -> dict[int, str]:
+    """Class names from the model file's metadata when it exists (the editor offers them); else none."""
+    if not path.is_file():
+        return {}
+    try:
+        from maskwatch.engines import load_engine
+
+        return dict(load_engine(path, threads=1).meta.names)
+    except Exception as exc:  # the editor works without class names
+        log.warning("model %s: class names unavailable (%s); rules accept any class name", path, exc)
+        return {}
 
 
 def cmd_predict(args) -> int:
@@ -171,7 +253,19 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--save-video", metavar="PATH", help="write an annotated H.264 video (per camera when several)")
     r.add_argument("--summary", metavar="PATH", help="write per-camera frame and alert counts as JSON at the end")
     r.add_argument("--no-progress", action="store_true", help="no progress line on a terminal")
+    r.add_argument("--loop", action="store_true",
+                   help="play file sources again and again, stream time running on (until Ctrl-C)")
+    r.add_argument("--web", metavar="HOST:PORT", help="serve the web console here (overrides web.listen; "
+                                                      "not loopback: needs web.token_env)")
+    r.add_argument("--no-web", action="store_true", help="no web console")
     r.set_defaults(func=cmd_run)
+
+    ed = sub.add_parser("edit", help="cameras and the zone editor only (no model, no alerts): set up zones",
+                        description="Serve the web console with live views of the config's cameras and the zone "
+                                    "editor; nothing is analysed. Files loop at their own frame rate. Ctrl-C stops.")
+    ed.add_argument("config", help="config YAML")
+    ed.add_argument("--web", metavar="HOST:PORT", help="listen here (overrides web.listen)")
+    ed.set_defaults(func=cmd_edit)
 
     c = sub.add_parser("check", help="validate a config, its zone files and model; print a summary")
     c.add_argument("config", help="config YAML")

@@ -171,7 +171,7 @@ class MqttConfig(_Strict):
         if self.password_env is not None and self.username is None:
             raise ValueError("password_env: needs username")
         if not self.clean_start and self.client_id is None:
-            raise ValueError("clean_start: false needs a fixed client_id (the broker keys the session by it)")
+            raise ValueError("clean_start: a persistent session (false) needs a fixed client_id (the broker keys the session by it)")
         if self.reconnect_max_s < self.reconnect_min_s:
             raise ValueError(f"reconnect_max_s: must be >= reconnect_min_s ({self.reconnect_min_s}), "
                              f"got {self.reconnect_max_s}")
@@ -211,6 +211,49 @@ class AlertsConfig(_Strict):
         return self
 
 
+LISTEN_RE = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):([0-9]{1,5})$")
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")
+
+
+def split_listen(listen: str) -> tuple[str, int]:
+    """``HOST:PORT`` (``[v6]:PORT`` for IPv6) -> (host, port); ValueError naming the expectation."""
+    m = LISTEN_RE.match(listen.strip())
+    if not m or not 0 < int(m.group(2)) < 65536:
+        raise ValueError(f"expected HOST:PORT with a port 1..65535 (e.g. 127.0.0.1:8080), got {listen!r}")
+    return m.group(1).strip("[]"), int(m.group(2))
+
+
+def is_loopback(host: str) -> bool:
+    return host in LOOPBACK_HOSTS or host.startswith("127.")
+
+
+class WebConfig(_Strict):
+    enabled: bool = Field(True, description="Serve the web console (live view, zone editor, alerts, health, "
+                                            "/metrics) inside `maskwatch run`.")
+    listen: str = Field("127.0.0.1:8080", description="HOST:PORT to listen on. Loopback needs no login; any other "
+                                                      "address needs token_env.")
+    token_env: str | None = Field(None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+                                  description="Environment variable holding the access token (required when "
+                                              "listen is not a loopback address).")
+    tls_cert: Path | None = Field(None, description="TLS certificate (PEM): serve HTTPS.")
+    tls_key: Path | None = Field(None, description="TLS private key (PEM) of tls_cert.")
+    preview_fps: float = Field(5.0, gt=0, le=30, description="Live view frames per second per watched camera at "
+                                                             "most (drawn only while someone watches).")
+    jpeg_quality: int = Field(80, ge=10, le=100, description="JPEG quality of live views.")
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, v: str) -> str:
+        split_listen(v)
+        return v.strip()
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> "WebConfig":
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("tls_key: tls_cert and tls_key go together")
+        return self
+
+
 class PipelineConfig(_Strict):
     frame_ring_slots: int = Field(4, ge=1, le=1024, description="Slots of each file camera's frame ring.")
     live_frame_ring_slots: int = Field(1, ge=1, le=1024,
@@ -241,6 +284,7 @@ class Config(_Strict):
     tracker: TrackerConfig = TrackerConfig()
     alerts: AlertsConfig = AlertsConfig()
     pipeline: PipelineConfig = PipelineConfig()
+    web: WebConfig = WebConfig()
 
     @field_validator("cameras")
     @classmethod
@@ -273,6 +317,8 @@ class Config(_Strict):
         self.alerts.outbox = r(self.alerts.outbox) or self.alerts.outbox
         if self.alerts.snapshots is not None:
             self.alerts.snapshots.dir = r(self.alerts.snapshots.dir) or self.alerts.snapshots.dir
+        self.web.tls_cert = r(self.web.tls_cert) or self.web.tls_cert
+        self.web.tls_key = r(self.web.tls_key) or self.web.tls_key
         tls = self.alerts.mqtt.tls if self.alerts.mqtt is not None else None
         if tls is not None:
             tls.ca_file = r(tls.ca_file) or tls.ca_file
@@ -288,9 +334,10 @@ def parse_config(data: object, file: str | Path | None = None, base: Path | None
         cfg = Config.model_validate(data)
     except ValidationError as exc:
         err = from_validation_error(exc, file)
-        if not err.field and ": " in err.message:
+        if ": " in err.message:  # a model-level check names its field first: lift it into the path
             field, _, msg = err.message.partition(": ")
-            raise ConfigError(file, field, msg) from None
+            if " " not in field:
+                raise ConfigError(file, f"{err.field}.{field}" if err.field else field, msg) from None
         raise err from None
     return cfg.resolve_paths(base if base is not None else Path(file).parent if file else Path.cwd())
 
@@ -325,6 +372,10 @@ def check_files(cfg: Config, file: str | Path | None = None) -> None:
             raise ConfigError(file, f"cameras[{i}].source", f"video file not found: {cam.source}")
         if cam.zones is not None and not cam.zones.is_file():
             raise ConfigError(file, f"cameras[{i}].zones", f"zone file not found: {cam.zones}")
+    for name in ("tls_cert", "tls_key"):
+        p = getattr(cfg.web, name)
+        if cfg.web.enabled and p is not None and not p.is_file():
+            raise ConfigError(file, f"web.{name}", f"file not found: {p}")
     mqtt = cfg.alerts.mqtt
     if mqtt is not None:
         if mqtt.password_env is not None and mqtt.password_env not in os.environ:

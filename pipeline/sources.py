@@ -122,7 +122,7 @@ class VideoSource:
     """Frames of one camera. A file is read by one thread; a live camera by ``LiveRunner``."""
 
     def __init__(self, camera_id: str, source: str, input_hw: tuple[int, int], max_fps: float | None = None,
-                 keep_image: bool = True, options: SourceOptions | None = None) -> None:
+                 keep_image: bool = True, options: SourceOptions | None = None, loop: bool = False) -> None:
         self.camera_id = camera_id
         self.source = source
         self.input_hw = input_hw
@@ -130,6 +130,12 @@ class VideoSource:
         self.keep_image = keep_image
         self.options = options or SourceOptions()
         self.live = is_live(source)
+        # a file played again and again, its stream time running on (demos; the console stays up)
+        self.loop = loop and not self.live
+        self.loops = 0  # times the file started again
+        self._pts_offset = 0.0
+        # called with the seconds each kept frame took to demux, decode, convert and letterbox
+        self.on_decode_s: Callable[[float], None] | None = None
         self.total_frames: int | None = None
         self.fps: float | None = None
         self.hwaccel: bool = False  # hardware decode in use (after the first open)
@@ -217,14 +223,24 @@ class VideoSource:
     # -- decoding -------------------------------------------------------------------------
     def frames(self, stop=None) -> Iterator[Frame]:
         """Decoded frames until the stream ends (or ``stop`` is set). Corrupt packets are skipped."""
-        if self._container is None:
-            self.open()
-        yield from self.decode(self._container, stop.is_set if stop is not None else (lambda: False))
+        cancelled = stop.is_set if stop is not None else (lambda: False)
+        while True:
+            if self._container is None:
+                self.open()
+            n = self._index
+            yield from self.decode(self._container, cancelled)
+            if not self.loop or cancelled() or self._index == n:  # a file with no frame would loop forever
+                return
+            self.close()  # play it again, one frame period after the last frame
+            self._pts_offset = self._last_pts + 1.0 / (self.fps or 25.0)
+            self._next_keep = None
+            self.loops += 1
 
     def decode(self, container, cancelled: Callable[[], bool]) -> Iterator[Frame]:
         """Frames of one open container; ends when it ends or ``cancelled()``. Demux errors propagate."""
         stream = container.streams.video[0]
         fps = self.fps or 25.0
+        t0 = time.perf_counter()
         for packet in container.demux(stream):
             if cancelled():
                 return
@@ -245,8 +261,12 @@ class VideoSource:
                 index, pts_s, wall_s = stamped
                 image = vf.to_ndarray(format="rgb24")
                 padded, box = letterbox(image, self.input_hw)
-                yield Frame(self.camera_id, index, pts_s, wall_s, image if self.keep_image else None,
-                            np.ascontiguousarray(padded), box)
+                frame = Frame(self.camera_id, index, pts_s, wall_s, image if self.keep_image else None,
+                              np.ascontiguousarray(padded), box)
+                if self.on_decode_s is not None:
+                    self.on_decode_s(time.perf_counter() - t0)
+                yield frame
+                t0 = time.perf_counter()
 
     def _stamp(self, vf, fps: float) -> tuple[int, float, float] | None:
         """(index, pts_s, wall_s) of a decoded frame, or None when max_fps skips it."""
@@ -255,7 +275,7 @@ class VideoSource:
         if self.live:  # the camera's clock restarts on reconnect: stamp from our (monotonic) clock
             pts_s = max(time.monotonic() - self._clock0, self._last_pts + 1e-6)
         else:
-            pts_s = float(vf.time) if vf.time is not None else self._index / fps
+            pts_s = self._pts_offset + (float(vf.time) if vf.time is not None else self._index / fps)
         if self.max_fps:
             period = 1.0 / self.max_fps
             nxt = self._next_keep

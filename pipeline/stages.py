@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +29,7 @@ from maskwatch.zones import ZoneEngine
 
 from .config import Config, inference_plan
 from .draw import VideoWriter, annotate
+from .metrics import PipelineMetrics
 from .mqtt import MqttSink
 from .outbox import Outbox
 from .redact import redact_url
@@ -37,7 +38,7 @@ from .sinks import JsonlSink, Publisher, Sink
 from .snapshots import SnapshotWriter
 from .sources import LiveRunner, SourceError, SourceOptions, VideoSource
 from .tracking import MaskTracker
-from .types import Detections, Frame
+from .types import AlertEvent, Detections, Frame
 from .zonewatch import ZoneFileWatcher
 
 log = logging.getLogger(__name__)
@@ -54,6 +55,25 @@ class CameraStats:
     total_frames: int | None = None
     # seconds from a frame's arrival to its zone decision (bounded: the latest 10k frames)
     latency_s: deque = field(default_factory=lambda: deque(maxlen=10_000))
+    analysed_at: deque = field(default_factory=lambda: deque(maxlen=64))  # monotonic times: the analysed fps
+    tracks_active: int = 0  # objects tracked in the latest frame
+    occupancy: dict = field(default_factory=dict)  # zone -> {class: count} in the latest frame
+    alerts_by: Counter = field(default_factory=Counter)  # (rule, event type) -> events stored
+
+    def fps(self, window_s: float = 5.0) -> float:
+        """Frames analysed per second over the last ``window_s`` (at most the last 64 frames)."""
+        times = list(self.analysed_at)
+        if len(times) < 2 or time.monotonic() - times[-1] > window_s:
+            return 0.0
+        recent = [t for t in times if t >= times[-1] - window_s]
+        return (len(recent) - 1) / (recent[-1] - recent[0]) if len(recent) > 1 and recent[-1] > recent[0] else 0.0
+
+    def latency_quantiles(self) -> dict[str, float | None]:
+        """Frame-to-alert p50 / p99 in seconds over the latest frames (None before the first)."""
+        a = np.fromiter(self.latency_s, float) if self.latency_s else None
+        if a is None or not a.size:
+            return {"p50": None, "p99": None}
+        return {"p50": float(np.percentile(a, 50)), "p99": float(np.percentile(a, 99))}
 
 
 @dataclass
@@ -83,7 +103,7 @@ class Pipeline:
     """Builds the threads for a config and runs them to the end."""
 
     def __init__(self, cfg: Config, segmenter, *, max_frames: int | None = None, save_video: Path | None = None,
-                 sinks: list[Sink] | None = None) -> None:
+                 sinks: list[Sink] | None = None, loop: bool = False) -> None:
         self.cfg = cfg
         self.segmenter = segmenter
         self.names: dict[int, str] = dict(segmenter.meta.names)
@@ -93,6 +113,11 @@ class Pipeline:
         self.abort = threading.Event()  # error or second signal: everyone leaves now
         self.analytics_done = threading.Event()
         self.failure: StageFailure | None = None
+        # read by the web console and /metrics (side paths: analytics only swaps references and appends)
+        self.metrics = PipelineMetrics(self)
+        self.latest: dict[str, tuple] = {}  # camera -> (frame, detections, active zone ids, zone file) analysed last
+        self.recent_alerts: deque[dict] = deque(maxlen=1000)  # alert events as stored, oldest first
+        self.active_alerts: dict[str, dict[str, dict]] = {}  # camera -> alert id -> its latest event
         self.run_id = np.base_repr(int(time.time() * 1000), 36).lower()  # keeps alert ids unique across restarts
         self._failure_lock = threading.Lock()
         self._wake = threading.Event()  # a frame is waiting for inference
@@ -123,7 +148,8 @@ class Pipeline:
         slots = cfg.pipeline
         for cam in cfg.cameras:
             src = VideoSource(cam.id, cam.source, segmenter.input_hw, cam.max_fps, keep_image=keep_image,
-                              options=SourceOptions.from_config(cam))
+                              options=SourceOptions.from_config(cam), loop=loop)
+            src.on_decode_s = lambda seconds, cid=cam.id: self.metrics.observe_stage(cid, "decode", seconds)
             policy = "drop_oldest" if src.live else "block"
             c = _Camera(
                 cam.id, src,
@@ -135,6 +161,7 @@ class Pipeline:
             if save_video is not None:
                 c.video = Ring(16, policy, f"{cam.id}/video")
             self.cameras.append(c)
+            self.active_alerts[cam.id] = {}
         self.threads: list[threading.Thread] = []
         self._open_cams = list(self.cameras)
         # camera status: True while frames flow; every change is logged, kept in camera_events and passed to
@@ -322,6 +349,7 @@ class Pipeline:
                     self._wake.clear()
                     continue
                 results: list = []
+                t0 = time.perf_counter()
                 if batch and self._split_post:
                     # the engine call only: decoding (NMS, masks) runs on each camera's analytics thread,
                     # off the thread(s) every camera's frames queue for
@@ -329,6 +357,10 @@ class Pipeline:
                     results = [(pred[i], protos[i]) for i in range(len(batch))]
                 elif batch:  # device segmenters decode where the tensors are
                     results = segmenter([f.input for _, f in batch], [f.letterbox for _, f in batch])
+                if batch:
+                    took = time.perf_counter() - t0
+                    for c, _ in batch:
+                        self.metrics.observe_stage(c.id, "inference", took)
                 with self._turn_cv:
                     while self._turn != ticket:
                         if self.abort.is_set():
@@ -366,6 +398,7 @@ class Pipeline:
                 if item is None:
                     continue
                 self._wake.set()  # a detection slot is free: inference may take this camera's next frame
+                t0 = time.perf_counter()
                 frame, dets = item
                 last = frame
                 if isinstance(dets, tuple):  # raw outputs of one frame
@@ -386,8 +419,7 @@ class Pipeline:
                     for ev in events:
                         if ev.type == "start" and self.snapshots is not None:
                             ev.extra["snapshot"] = str(self.snapshots.path_for(ev))  # written a moment later
-                        self.outbox.add(ev)  # durable before anything else sees it
-                    c.stats.alerts += len(events)
+                        self._store(c, ev)
                     if self.mqtt is not None:  # retained per-zone counts; the sink sends only changes
                         for zone_id, counts in engine.occupancy.items():
                             self.mqtt.publish_occupancy(c.id, zone_id, counts)
@@ -398,17 +430,43 @@ class Pipeline:
                                         if ev.zone is not None else None)
                                 self.snapshots.offer(frame, dets, ev, poly)
                 c.stats.analysed += 1
-                c.stats.latency_s.append(time.time() - frame.wall_s)
+                c.stats.analysed_at.append(time.monotonic())
+                c.stats.tracks_active = len(dets)
+                if engine is not None:
+                    c.stats.occupancy = engine.occupancy
+                latency = time.time() - frame.wall_s
+                c.stats.latency_s.append(latency)
+                self.metrics.observe_latency(c.id, latency)
+                self.metrics.observe_stage(c.id, "analytics", time.perf_counter() - t0)
+                active = set(engine.active_zones) if engine else set()
+                # the latest analysed frame, for previews (one reference swap: nothing is copied or drawn here)
+                self.latest[c.id] = (frame, dets, active, engine.zone_file if engine else None)
                 if c.video is not None:
-                    active = set(engine.active_zones) if engine else set()
                     self._put(c.video, (frame, dets, active, engine.zone_file if engine else None))
             if engine is not None and last is not None and not self.abort.is_set():
                 for ev in engine.close(last.index, last.pts_s, time.time()):
-                    self.outbox.add(ev)
-                    c.stats.alerts += 1
+                    self._store(c, ev)
         finally:
             if c.video is not None:
                 c.video.close()
+
+    def _store(self, c: _Camera, ev: AlertEvent) -> None:
+        """An alert event goes to the outbox (durable) first; then the counts and lists the console reads."""
+        self.outbox.add(ev)
+        c.stats.alerts += 1
+        c.stats.alerts_by[(ev.rule, ev.type)] += 1
+        d = ev.to_dict()
+        self.recent_alerts.append(d)
+        if ev.type == "end":
+            self.active_alerts[c.id].pop(ev.id, None)
+        else:
+            self.active_alerts[c.id][ev.id] = d
+
+    def health(self) -> tuple[bool, str]:
+        """(ok, reason): not ok once a stage has failed (every stage thread records its exception here)."""
+        if self.failure is not None:
+            return False, str(self.failure)
+        return True, "ok"
 
     def _video(self, c: _Camera, path: Path) -> None:
         writer: VideoWriter | None = None

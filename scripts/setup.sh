@@ -14,6 +14,7 @@ DEFAULT_DEBIAN_PACKAGES=(
   gstreamer1.0-plugins-base gstreamer1.0-plugins-good   # videotestsrc; qtdemux, rtph264pay
   gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly    # h264parse; x264enc
   libgl1 libglib2.0-0  # OpenCV's GUI build, which the ByteTrack baseline ([eval] extra) pulls in, loads them
+  chromium chromium-driver fonts-dejavu-core   # headless browser tests of the web console (tests/web), Selenium
 )
 if [ -n "${MASKWATCH_DEBIAN_PACKAGES+set}" ]; then
   read -r -a DEBIAN_PACKAGES <<< "$MASKWATCH_DEBIAN_PACKAGES"

@@ -80,6 +80,9 @@ def test_wheel_holds_only_maskwatch(wheel):
             want.add("/".join([*FOLDERS[folder].split("."), rest]))
     got = {n for n in names if n.endswith(".py")}
     assert want == got, f"missing from the wheel: {sorted(want - got)}; not in the sources: {sorted(got - want)}"
+    # the console's pages, styles and scripts (package data)
+    static = {f"maskwatch/web/static/{f.rsplit('/', 1)[1]}" for f in _repo_files() if f.startswith("maskwatch/web/static/")}
+    assert static and static <= set(names), sorted(static - set(names))
 
 
 def test_wheel_runs_from_a_fresh_venv(wheel, clean_copy, tmp_path):
@@ -126,7 +129,7 @@ def test_wheel_runs_from_a_fresh_venv(wheel, clean_copy, tmp_path):
 def _lint_imports(tree: Path) -> subprocess.CompletedProcess:
     exe = Path(sys.executable).parent / "lint-imports"
     env = {**os.environ, "PYTHONPATH": str(tree)}
-    return subprocess.run([str(exe), "--config", str(ROOT / "pyproject.toml"), "--no-cache"], cwd=tree, env=env,
+    return subprocess.run([str(exe), str(ROOT / "pyproject.toml"), "--no-cache"], cwd=tree, env=env,
                           capture_output=True, text=True, timeout=300)
 
 
