@@ -9,6 +9,7 @@ repository's top (``pyproject.toml`` maps them with setuptools' ``package-dir``)
     maskwatch.scenes      scenes/     synthetic scenes with ground truth
     maskwatch.bench       maskwatch/bench/        `maskwatch bench`
     maskwatch.evaluation  maskwatch/evaluation/   `maskwatch eval masks|tracking|alerts`
+    maskwatch.web         maskwatch/web/          the web console of `maskwatch run` and `maskwatch edit`
     maskwatch.cli         maskwatch/cli.py        the `maskwatch` command; nothing imports it
 
 The public API below is imported on first use, so ``import maskwatch.zones`` does not load the

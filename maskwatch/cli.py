@@ -41,6 +41,14 @@ def cmd_check(args) -> int:
         zf = zone_files.get(cam.id)
         zones = f"{len(zf.zones)} zones, {len(zf.rules)} rules" if zf else "no zones"
         print(f"camera {cam.id}: {redact_url(cam.source)} ({zones})")
+    web = cfg.web
+    if web.enabled:
+        from maskwatch.web.server import console_token
+
+        guard = "token required" if console_token(web, args.config) else "loopback, no login"
+        print(f"web console: {'https' if web.tls_cert else 'http'}://{web.listen}/ ({guard})")
+    else:
+        print("web console: off")
     return EXIT_OK
 
 
