@@ -17,9 +17,11 @@ from .helpers import (
     DYNAMIC_MODEL,
     NAMES,
     PARITY,
+    SCORE,
     STATIC_MODEL,
     anchors,
     const_model,
+    match_detections,
     strip_metadata,
     v5_output,
     v8_output,
@@ -88,6 +90,17 @@ def test_static_batch_model_loops_and_dynamic_model_batches(static_engine, dynam
             np.testing.assert_allclose(together[k], np.concatenate([o[k] for o in one_by_one]), rtol=1e-4, atol=1e-4)
 
 
+# A batch of frames vs one frame at a time, through the same ONNX Runtime session. ONNX Runtime may choose other
+# kernels for another batch size (by CPU), so scores and boxes may differ in the last bits and detections whose
+# scores are that close may swap places: detections are compared as sets (helpers.match_detections: same class,
+# boxes within BATCH_BOX_PX, scores within SCORE, a score within SCORE of conf may fall on either side of it), masks
+# per matched pair. Measured on an AMD EPYC (Zen 4, AVX-512): the batched outputs are bit-identical to the single
+# ones (boxes, scores, masks differ by 0); the closest score to conf 0.1 is 7.5e-4 above it (static model), 1.9e-3
+# (dynamic, the one that batches).
+BATCH_BOX_PX = 1e-2  # frame pixels
+BATCH_MASK_PIXELS = 1e-3  # fraction of the matched detections' mask pixels that may differ
+
+
 def test_segmenter_batch_equals_single_frames(dynamic_engine, static_engine):
     frames = rgb_frames()
     for eng in (dynamic_engine, static_engine):
@@ -98,12 +111,12 @@ def test_segmenter_batch_equals_single_frames(dynamic_engine, static_engine):
         total = 0
         for (img, box), got in zip(boxed, batch, strict=True):
             (single,) = seg([img], [box])
-            assert len(got) == len(single)
-            total += len(got)
-            np.testing.assert_allclose(got.xyxy, single.xyxy, atol=1e-2)
-            np.testing.assert_array_equal(got.class_id, single.class_id)
-            assert got.masks.shape == single.masks.shape
-            assert np.count_nonzero(got.masks != single.masks) <= 1e-3 * got.masks.size
+            ri, gi = match_detections(got.xyxy, got.confidence, got.class_id, single.xyxy, single.confidence,
+                                      single.class_id, conf=seg.conf, box_px=BATCH_BOX_PX, score=SCORE)
+            total += len(ri)
+            assert got.masks.shape[1:] == single.masks.shape[1:]
+            a, b = got.masks[gi], single.masks[ri]
+            assert np.count_nonzero(a != b) <= BATCH_MASK_PIXELS * a.size
         assert total > 0
 
 

@@ -33,7 +33,7 @@ from maskwatch.engines.torch_ops import (  # noqa: E402
 )
 from maskwatch.engines.torchscript import TorchScriptEngine, read_metadata  # noqa: E402
 
-from .helpers import DYNAMIC_MODEL, MODELS, PARITY, ROOT, mask_iou  # noqa: E402
+from .helpers import DYNAMIC_MODEL, MODELS, PARITY, ROOT, SCORE, mask_iou, match_detections  # noqa: E402
 
 DEMO_MODEL = ROOT / "models" / "maskwatch-demo-seg.onnx"
 TS_MODEL = MODELS / "yolo11-tiny-seg-random-dynamic.torchscript"
@@ -307,18 +307,36 @@ def test_torchscript_raw_outputs_close_to_onnx(twin_engines):
     assert pred.shape[0] == 2 and protos.ndim == 4  # the batch axis is free (traced head)
 
 
+# TorchScript (PyTorch's CPU kernels) vs its ONNX twin (ONNX Runtime's): both pick kernels by CPU and sum in their
+# own order, so detections are compared as sets (helpers.match_detections: same class, boxes within TWIN_BOX_PX,
+# scores within SCORE, closer scores are ties that may come in either order, a score within SCORE of conf may fall
+# on either side of it), masks per matched pair. Measured on an AMD EPYC (Zen 4, AVX-512), parity frames at conf
+# 0.1: boxes 0.0027 px, scores 4.7e-5 (half the 1e-4 this test held them to, position by position: another CPU
+# could cross that), mask IoU 1.0; the closest score to conf is 1.9e-3 above it.
+TWIN_BOX_PX = 0.05  # frame pixels
+
+
+def _same_set(ref, got, conf: float) -> tuple[np.ndarray, np.ndarray]:
+    return match_detections(got.xyxy, got.confidence, got.class_id, ref.xyxy, ref.confidence, ref.class_id,
+                            conf=conf, box_px=TWIN_BOX_PX, score=SCORE)
+
+
 def test_torchscript_detections_equal_onnx(twin_engines):
     ts, ox = twin_engines
+    total = 0
     for frame in _parity_frames():
         lb, box = letterbox(frame, ts.meta.input_hw)
         (a,) = Segmenter(ox, conf=0.1)([lb], [box], full_masks=True)
         (b,) = TorchSegmenter(ts, conf=0.1)([lb], [box], full_masks=True)  # infer_torch path
         (c,) = Segmenter(ts, conf=0.1)([lb], [box])  # numpy path on the TorchScript engine
-        assert len(c) == len(a) and np.array_equal(c.class_id, a.class_id)
-        np.testing.assert_array_equal(a.class_id, b.class_id)
-        box_diff, min_iou = _matched(a, b)
-        assert box_diff <= 0.05 and min_iou >= MIN_MASK_IOU, (frame.shape, box_diff, min_iou)
-        np.testing.assert_allclose(a.confidence, b.confidence, atol=1e-4)
+        _same_set(a, c, 0.1)
+        ri, gi = _same_set(a, b, 0.1)
+        total += len(ri)
+        if len(ri):
+            min_iou = min(mask_iou(a.masks[ri], b.masks[gi]).min(),
+                          mask_iou(a.data["masks_full"][ri], b.data["masks_full"][gi]).min())
+            assert min_iou >= MIN_MASK_IOU, (frame.shape, min_iou)
+    assert total >= 20  # measured: 31 detections on the parity frames
 
 
 # ------------------------------------------------------------------------------------ (e) errors

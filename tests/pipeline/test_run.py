@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from pathlib import Path
 
 import av
@@ -251,9 +252,20 @@ def test_inference_worker_error_stops_run(tmp_path, model_path, model_names):
     assert not any(t.is_alive() for t in pipe.threads)
 
 
+# The TorchScript model and its ONNX twin run in two runtimes whose scores differ in the last bits (4.7e-5 measured,
+# tests/engines/test_torch_path.py), and this random model's scores crowd just above conf (0.02 to 0.06): a near tie in
+# NMS or in one of the tracker's choices (duplicate, hold, assignment) may go the other way and change which tracks
+# alert from then on. Which ties there are depends on the clip's pixels (libx264 and swscale may differ by machine).
+# So the two alert streams are compared as multisets of (type, rule, frame) events: each run must share at least
+# ALERT_AGREEMENT of its events with the other. Measured here (AMD EPYC, Zen 4) on 12-frame clips of write_clip
+# seeds 0-99: 95 give identical streams, the other 5 share 0.85 to 0.955 of their events; a real difference stays
+# below it (the ONNX run vs itself at conf 0.03: 0.11; on another clip: 0.50; no detections: no alert at all).
+ALERT_AGREEMENT = 0.75
+
+
 def test_torchscript_model_runs_the_pipeline_with_torch_decoding(tmp_path, model_names):
-    """`backend: torchscript` end to end on the CPU: TorchSegmenter (pre/post in torch) feeds the same
-    alerts as the ONNX twin of the same weights through ONNX Runtime."""
+    """`backend: torchscript` end to end on the CPU: TorchSegmenter (pre/post in torch) feeds the
+    alerts of the ONNX twin of the same weights through ONNX Runtime (within ALERT_AGREEMENT)."""
     fixtures = Path(__file__).resolve().parents[1] / "fixtures" / "models"
     clip = write_clip(tmp_path / "v.mp4", frames=12, fps=15)
     results = {}
@@ -267,7 +279,11 @@ def test_torchscript_model_runs_the_pipeline_with_torch_decoding(tmp_path, model
         alerts = [json.loads(x) for x in (d / "var/alerts.jsonl").read_text().splitlines()]
         results[suffix] = [(a["type"], a["rule"], a["frame_index"]) for a in alerts]
     assert results[".torchscript"], "the tiny model alerts on this clip"
-    assert results[".torchscript"] == results[".onnx"]
+    ts, ox = Counter(results[".torchscript"]), Counter(results[".onnx"])
+    shared = sum((ts & ox).values())
+    assert shared >= ALERT_AGREEMENT * max(len(results[".torchscript"]), len(results[".onnx"])), (
+        f"{shared} shared events of {len(results['.torchscript'])} (torchscript) and {len(results['.onnx'])} (onnx); "
+        f"torchscript only: {sorted((ts - ox).elements())}, onnx only: {sorted((ox - ts).elements())}")
 
 
 def test_a_slow_camera_does_not_hold_up_the_others(tmp_path, model_path, model_names, monkeypatch):
