@@ -80,6 +80,10 @@ def _merge_seq(old: CommentedSeq, new: list, key: str | None):
         return old
     if _plain_seq(new):
         flow = old.fa.flow_style()
+        if len(old) == len(new) and all(_same_number(o, n) or (isinstance(o, list) and isinstance(n, list)
+                                        and len(o) == len(n) and all(_same_number(x, y) for x, y in zip(o, n)))
+                                        for o, n in zip(old, new)):
+            return old  # the same numbers: keep them as written
         old[:] = [_new_node(x, flow=True) for x in new]
         if flow:
             old.fa.set_flow_style()
@@ -97,7 +101,15 @@ def _merge(old, new, key: str | None = None):
         return old
     if isinstance(old, CommentedSeq) and isinstance(new, list):
         return _merge_seq(old, new, key)
+    if _same_number(old, new):  # JSON cannot tell 1.0 from 1: a number nobody changed keeps its spelling
+        return old
     return _new_node(new)
+
+
+def _same_number(a, b) -> bool:
+    num = (int, float)
+    return isinstance(a, num) and isinstance(b, num) and not isinstance(a, bool) and not isinstance(b, bool) \
+        and a == b
 
 
 def validate(data: object, names: set[str] | None, file: Path | None = None) -> ZoneFile:

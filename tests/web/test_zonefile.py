@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import os
 from pathlib import Path
 
@@ -32,6 +33,13 @@ def test_unchanged_data_writes_the_same_text(zones):
     before = zones.read_text()
     zonefile.save(zones, zonefile.read_plain(zones), NAMES)
     assert zones.read_text() == before
+    # as the console sends it: JSON has no 1.0, only 1; a number nobody changed keeps its spelling
+    data = json.loads(json.dumps(zonefile.read_plain(zones)))
+    data["rules"][0]["clear_after_s"] = 1
+    data["calibration"]["ground"] = [[0, 0], [12.0, 0], [12, 14], [0, 14]]
+    zonefile.save(zones, data, NAMES)
+    assert zones.read_text() == before
+    assert "clear_after_s: 1.0" in before
     assert (zones.parent / "site.yaml.prev").read_text() == before
 
 

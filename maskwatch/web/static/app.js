@@ -64,11 +64,14 @@ const MW = (() => {
 
   /** Call fn now and then every `ms` after each call has finished (never two at once). */
   function poll(fn, ms) {
-    let timer = null;
+    let timer = null, running = false, again = false;
     const run = async () => {
       clearTimeout(timer);
+      if (running) { again = true; return; }
+      running = true;
       try { await fn(); connection(true); } catch (err) { connection(false, err); }
-      timer = setTimeout(run, ms);
+      running = false;
+      if (again) { again = false; run(); } else timer = setTimeout(run, ms);
     };
     run();
     return {now: run};
@@ -78,7 +81,11 @@ const MW = (() => {
   function connection(ok, err) {
     let b = $("#conn");
     if (ok) { if (b) b.hidden = true; return; }
-    if (err instanceof ApiError && err.status !== 0 && err.status < 500) { console.warn(err.message); return; }
+    const network = err instanceof TypeError;  // fetch failed: no answer at all
+    if (!network && !(err instanceof ApiError && err.status >= 500)) {
+      if (err instanceof ApiError) console.warn(err.message); else console.error(err);
+      return;
+    }
     if (!b) {
       b = el("div.banner#conn", {role: "status"});
       const header = $("header.top");
