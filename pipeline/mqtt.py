@@ -139,6 +139,8 @@ class MqttSink:
         self._inflight: dict[int, mqtt.MQTTMessageInfo] = {}  # row -> paho message info (publisher thread)
         self._returned: list[int] = []
         self._refused_mids: set[int] = set()  # PUBACK / PUBCOMP with a failure reason (paho thread adds)
+        self._acked_mids: set[int] = set()  # every PUBACK / PUBCOMP (paho thread adds, publisher takes)
+        self._mids_lock = threading.Lock()  # the two sets above: one thread adds while the other prunes
         self._state_lock = threading.Lock()
         self._retained: dict[str, str] = {}  # topic -> latest retained payload (re-published on connect)
         self._session_up = False  # connected at the MQTT level (under _state_lock; _connected waits for "online")
@@ -261,8 +263,11 @@ class MqttSink:
                 self._error(f"mqtt: broker {self.url} refused {self.status_topic}: {reason_code}; check its ACL")
             self._wake()
             return
+        with self._mids_lock:
+            self._acked_mids.add(mid)
+            if reason_code.is_failure:
+                self._refused_mids.add(mid)
         if reason_code.is_failure:
-            self._refused_mids.add(mid)
             self._error(f"mqtt: broker {self.url} refused a publish: {reason_code}; check the broker's ACL for "
                         f"{self.prefix}/#")
         self._wake()
@@ -289,8 +294,15 @@ class MqttSink:
     def acked(self) -> list[int]:
         done: list[int] = []
         for row, info in list(self._inflight.items()):
-            if not info.is_published():
+            if info.rc == MQTTErrorCode.MQTT_ERR_NO_CONN and self.qos > 0:
+                # published in the moment the connection dropped: paho kept the message and sends it after the
+                # reconnect, but its info keeps the error (is_published() would raise): its PUBACK tells
+                if info.mid not in self._acked_mids:
+                    continue
+            elif not info.is_published():
                 continue
+            with self._mids_lock:
+                self._acked_mids.discard(info.mid)
             del self._inflight[row]
             lost = self.qos == 0 and info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS  # QoS 0 dropped on disconnect
             if lost or info.mid in self._refused_mids:
@@ -298,8 +310,11 @@ class MqttSink:
                 self._returned.append(row)
             else:
                 done.append(row)
-        if self._refused_mids:  # refusals of non-alert messages
-            self._refused_mids &= {info.mid for info in self._inflight.values()}
+        if self._refused_mids or self._acked_mids:  # acknowledgements of other messages (status, snapshots)
+            live = {info.mid for info in self._inflight.values()}
+            with self._mids_lock:
+                self._refused_mids &= live
+                self._acked_mids &= live
         self.published += len(done)
         return done
 

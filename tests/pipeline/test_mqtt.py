@@ -485,3 +485,30 @@ def test_alerts_config_resolves_paths_and_defaults(tmp_path):
     plain = parse_config({"model": {"path": "m.onnx"}, "cameras": [{"id": "c", "source": "v.mp4"}],
                           "alerts": {"mqtt": {"host": "10.0.0.5"}}}, base=tmp_path)
     assert plain.alerts.mqtt.effective_port == 1883
+
+
+def test_a_publish_as_the_connection_drops_is_acked_by_its_puback():
+    """paho keeps a QoS 1 message published in the moment the connection dropped and sends it after the
+    reconnect, but its MQTTMessageInfo keeps rc NO_CONN, and is_published() raises on it: the sink must wait for
+    that message's PUBACK instead (this race once failed the publisher stage)."""
+    from paho.mqtt.client import MQTTMessageInfo
+    from paho.mqtt.enums import MQTTErrorCode
+    from paho.mqtt.reasoncodes import ReasonCode
+    from paho.mqtt.packettypes import PacketTypes
+
+    sink = MqttSink(MqttConfig(host="127.0.0.1", port=1))  # never started: only its bookkeeping is used
+    info = MQTTMessageInfo(41)
+    info.rc = MQTTErrorCode.MQTT_ERR_NO_CONN
+    ok = MQTTMessageInfo(42)
+    ok.rc = MQTTErrorCode.MQTT_ERR_SUCCESS
+    sink._inflight[7] = info
+    sink._inflight[8] = ok
+    with pytest.raises(RuntimeError):
+        info.is_published()  # what the sink must not call
+    assert sink.acked() == [] and set(sink._inflight) == {7, 8}
+    success = ReasonCode(PacketTypes.PUBACK, identifier=0)
+    sink._on_publish(None, None, 41, success, None)  # the PUBACK after the reconnect
+    assert sink.acked() == [7] and set(sink._inflight) == {8}
+    ok._set_as_published()
+    sink._on_publish(None, None, 42, success, None)
+    assert sink.acked() == [8] and not sink._inflight and not sink._acked_mids
