@@ -11,6 +11,7 @@ This package imports numpy, OpenCV and the runtime only; never ``maskwatch.pipel
 from maskwatch.engines import ort as _ort  # noqa: F401  (registers the backends)
 from maskwatch.engines import torchscript as _torchscript  # noqa: F401  (imports torch only when used)
 from maskwatch.engines import tensorrt as _tensorrt  # noqa: F401  (registers TensorRT; imports it lazily)
+from maskwatch.engines import openvino as _openvino  # noqa: F401  (registers OpenVINO; imports it lazily)
 from maskwatch.engines.base import Backend, Engine, ModelMeta, backends, load_engine, register_backend
 from maskwatch.engines.preprocess import InputBatch, Letterbox, letterbox
 from maskwatch.engines.results import Detections, MaskSpace

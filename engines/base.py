@@ -60,6 +60,7 @@ class Engine(ABC):
     """
 
     meta: ModelMeta
+    precision: str = "fp32"  # what runs: fp32, bf16, fp16 or int8
 
     @abstractmethod
     def _run(self, batch: np.ndarray) -> list[np.ndarray]:
@@ -294,9 +295,10 @@ class Backend:
     """A registered backend: its name, the model files it reads, and how to load one (None: planned)."""
 
     name: str
-    suffixes: tuple[str, ...]
+    suffixes: tuple[str, ...]  # file suffixes, or folder-name endings (Ultralytics' "_openvino_model")
     loader: Callable[..., Engine] | None
     summary: str = ""
+    precisions: tuple[str, ...] = ("auto",)  # what `precision` may ask of it ("auto": the backend's choice)
 
 
 _BACKENDS: dict[str, Backend] = {}
@@ -313,7 +315,8 @@ def backends() -> dict[str, Backend]:
 def resolve_backend(path: Path, backend: str) -> Backend:
     """The backend for ``path``: by name, or for "auto" by the file's suffix."""
     if backend == "auto":
-        suffix = path.suffix.lower()
+        suffix = path.suffix.lower() if not path.is_dir() else next(
+            (s for b in _BACKENDS.values() for s in b.suffixes if path.name.endswith(s)), path.name)
         for b in _BACKENDS.values():
             if suffix in b.suffixes:
                 chosen = b
@@ -340,19 +343,28 @@ def load_engine(
     device: str = "cpu",
     names: Mapping[int, str] | Sequence[str] | None = None,
     threads: int | None = None,
+    precision: str = "auto",
 ) -> Engine:
     """Load a segmentation model.
 
-    ``backend``: "auto" (by file suffix), "onnxruntime", "tensorrt" (an .engine, or an .onnx built through
-    the engine cache), "torchscript".
-    ``device``: "cpu", "cuda" or "cuda:N". ``names`` overrides or supplies the class names (needed
-    for a model without metadata). ``threads``: intra-op threads (None: the runtime's default).
+    ``backend``: "auto" (by file suffix), "onnxruntime", "openvino" (an .onnx, an IR .xml or Ultralytics'
+    ``*_openvino_model`` folder), "tensorrt" (an .engine, or an .onnx built through the engine cache),
+    "torchscript".
+    ``device``: "cpu", "cuda" or "cuda:N" (openvino: "cpu", "gpu", "npu", "auto"). ``names`` overrides or supplies
+    the class names (needed for a model without metadata). ``threads``: intra-op threads (None: the runtime's
+    default). ``precision``: "auto" (the backend's choice for this model and device) or one the backend lists in
+    ``backends()[name].precisions``; the engine's ``precision`` says what runs.
     """
     path = Path(path)
-    if not path.is_file():
+    if not path.is_file() and not (path.is_dir() and backend in ("auto", "openvino")):
         raise FileNotFoundError(f"model file not found: {path}")
     if threads is not None and threads < 0:
         raise ValueError(f"threads must be >= 0 (0 or None: runtime default), got {threads}")
     chosen = resolve_backend(path, backend)
     assert chosen.loader is not None
-    return chosen.loader(path, device=device, names=names, threads=threads)
+    if precision == "auto":
+        return chosen.loader(path, device=device, names=names, threads=threads)
+    if precision not in chosen.precisions:
+        offered = [p for p in chosen.precisions if p != "auto"]
+        raise ValueError(f"precision {precision!r}: the {chosen.name} backend runs {offered} (or auto)")
+    return chosen.loader(path, device=device, names=names, threads=threads, precision=precision)

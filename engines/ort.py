@@ -45,8 +45,17 @@ class OrtEngine(Engine):
         device: str = "cpu",
         names: Mapping[int, str] | Sequence[str] | None = None,
         threads: int | None = None,
+        precision: str = "auto",
     ) -> None:
         import onnxruntime as ort
+
+        quantized = is_qdq(path)
+        if precision == "int8" and not quantized:
+            raise ValueError(f"{path}: precision int8 needs a quantized model (make one with `maskwatch engine "
+                             f"quantize`)")
+        if precision == "fp32" and quantized:
+            raise ValueError(f"{path}: this model is quantized (INT8); use precision int8 or auto")
+        self.precision = "int8" if quantized else "fp32"
 
         opts = ort.SessionOptions()
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -89,9 +98,11 @@ class OrtEngine(Engine):
             input_shape=inp.shape,
             probe=probe,
         )
+        if self._input_dtype == np.float16 and not quantized:
+            self.precision = "fp16"
         log.info(
-            "loaded %s with onnxruntime (%s): input %s, batch %s%s, %d classes, layout %s",
-            path.name, self.providers[0], self.meta.input_hw, self.meta.batch,
+            "loaded %s with onnxruntime (%s): %s, input %s, batch %s%s, %d classes, layout %s",
+            path.name, self.providers[0], self.precision, self.meta.input_hw, self.meta.batch,
             " (dynamic)" if self.meta.dynamic_batch else "", self.meta.nc, self.meta.layout,
         )
 
@@ -112,4 +123,12 @@ class OrtEngine(Engine):
         self._session = None  # type: ignore[assignment]
 
 
-register_backend(Backend("onnxruntime", (".onnx",), OrtEngine, "ONNX Runtime, CPU or CUDA"))
+def is_qdq(path: Path) -> bool:
+    """An ONNX model with QuantizeLinear/DequantizeLinear nodes (INT8, QDQ format). Node types are plain
+    strings in the file, so a byte search finds them without parsing the graph."""
+    with open(path, "rb") as f:
+        return b"DequantizeLinear" in f.read()
+
+
+register_backend(Backend("onnxruntime", (".onnx",), OrtEngine, "ONNX Runtime, CPU or CUDA",
+                         precisions=("auto", "fp32", "int8")))

@@ -636,6 +636,7 @@ def load_tensorrt(
     workspace_gib: float | None = None,
     cache_dir: str | Path | None = None,
     cuda_graph: bool = True,
+    precision: str | None = None,
 ) -> TensorRTEngine:
     """The backend's loader: an .engine/.plan file as is; an .onnx file through the engine cache.
 
@@ -643,6 +644,8 @@ def load_tensorrt(
     after; the key covers the ONNX's sha256, TensorRT version, GPU name and the build options.
     """
     path = Path(path)
+    if precision is not None:  # fp16 (the default) or fp32, for an engine built from an .onnx
+        fp16 = precision == "fp16"
     import_tensorrt()
     torch = import_torch_cuda()
     dev = _cuda_device(torch, device)
@@ -653,4 +656,5 @@ def load_tensorrt(
 
 
 register_backend(Backend("tensorrt", (".engine", ".plan"), load_tensorrt,
-                         "TensorRT on an NVIDIA GPU (.engine/.plan, or .onnx built and cached on first use)"))
+                         "TensorRT on an NVIDIA GPU (.engine/.plan, or .onnx built and cached on first use)",
+                         precisions=("auto", "fp16", "fp32")))

@@ -231,10 +231,15 @@ def load_torchscript(
     threads: int | None = None,
     **options: Any,
 ) -> TorchScriptEngine:
-    """The backend's loader (``load_engine`` passes device, names, threads); ``options``: half, cuda_graph."""
+    """The backend's loader (``load_engine`` passes device, names, threads); ``options``: half, cuda_graph,
+    precision (fp16: half)."""
+    precision = options.pop("precision", None)
+    if precision is not None:
+        options["half"] = precision == "fp16"
     return TorchScriptEngine(path, device=device, names=names, threads=threads, **options)
 
 
 register_backend(
-    Backend("torchscript", (".torchscript",), load_torchscript, "TorchScript (Ultralytics export) on PyTorch, CPU or CUDA")
+    Backend("torchscript", (".torchscript",), load_torchscript, "TorchScript (Ultralytics export) on PyTorch, CPU or CUDA",
+            precisions=("auto", "fp32", "fp16"))
 )

@@ -35,8 +35,9 @@ def cmd_check(args) -> int:
     check_rule_classes(cfg, seg.meta.names, args.config)
     h, w = seg.input_hw
     print(f"config ok: {args.config}")
-    print(f"model: {cfg.model.path.name} ({cfg.model.backend}, {cfg.model.device}), input {w}x{h}, "
-          f"classes: {', '.join(seg.meta.names.values())}")
+    eng = seg.engine
+    print(f"model: {cfg.model.path.name}, input {w}x{h}, classes: {', '.join(seg.meta.names.values())}")
+    print(f"inference: {eng.meta.backend}, {eng.precision} on {cfg.model.device} ({getattr(eng, 'choice', '')})")
     for cam in cfg.cameras:
         zf = zone_files.get(cam.id)
         zones = f"{len(zf.zones)} zones, {len(zf.rules)} rules" if zf else "no zones"
@@ -227,6 +228,49 @@ def cmd_eval(args) -> int:
     raise SystemExit(f"unknown eval {args.what!r}")
 
 
+def cmd_quantize(args) -> int:
+    """INT8 QDQ copy of an ONNX model, calibrated on the user's footage (or, for the demo, generated clips)."""
+    import itertools
+    import tempfile
+
+    from maskwatch.engines import load_engine
+    from maskwatch.engines.quantize import quantize_onnx
+    from maskwatch.pipeline.calibration import calibration_frames
+
+    from maskwatch.pipeline.config import is_url
+
+    model = Path(args.model)
+    if not model.is_file() or model.suffix.lower() != ".onnx":
+        raise ConfigError(None, "MODEL", f"expected an .onnx model file, got {args.model}")
+    if args.calib != "synth" and not is_url(args.calib) and not Path(args.calib).exists():
+        raise ConfigError(None, "--calib", f"{args.calib}: not a video file, an image folder or a camera URL")
+    if args.frames < 1:
+        raise ConfigError(None, "--frames", f"must be >= 1, got {args.frames}")
+    input_hw = load_engine(model, "onnxruntime", threads=1).meta.input_hw
+    out = Path(args.out) if args.out else model.with_name(model.stem + "-int8.onnx")
+    with tempfile.TemporaryDirectory(prefix="maskwatch-calib-") as tmp:
+        try:
+            if args.calib == "synth":  # the demo: generated site and pitch clips, seeds no evaluation uses
+                from maskwatch.scenes.clip import write_clip
+
+                sources = []
+                for k, scene in enumerate(("site", "pitch", "site", "pitch")):
+                    write_clip(scene, 9_000_000 + k, 10.0, Path(tmp) / f"{scene}{k}", events=False)
+                    sources.append(Path(tmp) / f"{scene}{k}" / "video.mp4")
+                per = -(-args.frames // len(sources))
+                frames = itertools.chain.from_iterable(calibration_frames(s, input_hw, per) for s in sources)
+                frames = itertools.islice(frames, args.frames)
+            else:
+                frames = calibration_frames(args.calib, input_hw, args.frames)
+            summary = quantize_onnx(model, frames, out, keep_float=args.keep_float, method=args.method)
+        except (ValueError, ImportError) as exc:
+            raise ConfigError(None, "--calib" if "calib" in str(exc) or "frames" in str(exc) else "MODEL",
+                              str(exc)) from None
+    print(f"wrote {out} ({summary['frames']} calibration frames, {summary['kept_float']} nodes kept in float, "
+          f"{summary['bytes_in'] / 2**20:.1f} -> {summary['bytes_out'] / 2**20:.1f} MiB)")
+    return EXIT_OK
+
+
 def cmd_engine(args) -> int:
     from maskwatch.engines.tensorrt import build_engine
 
@@ -289,6 +333,10 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--track", action="store_true", help="add track_id from the tracker")
     pr.add_argument("--max-frames", type=int, metavar="N", help="stop after N frames")
     pr.add_argument("--names", metavar="A,B,..", help="class names for a model without metadata")
+    pr.add_argument("--backend", default="auto", choices=["auto", "onnxruntime", "openvino", "tensorrt", "torchscript"],
+                    help="inference runtime (default: by the model file's type)")
+    pr.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16", "int8"],
+                    help="arithmetic precision (default: the backend's choice)")
     pr.set_defaults(func=cmd_predict)
 
     from maskwatch.scenes.cli import register as register_synth  # `synth`: the scene generator's own options
@@ -307,7 +355,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="`maskwatch bench --help` or `maskwatch bench engine --help` for the options")
     b.set_defaults(func=cmd_bench)
 
-    en = sub.add_parser("engine", help="TensorRT engines: `engine build MODEL.onnx` (needs an NVIDIA GPU)")
+    en = sub.add_parser("engine", help="model files: `engine build` (TensorRT, NVIDIA GPU), `engine quantize` (INT8)")
     en_sub = en.add_subparsers(dest="engine_command", metavar="ACTION", required=True)
     eb = en_sub.add_parser("build", help="build a TensorRT engine from an ONNX model",
                            description="Build a TensorRT 10/11 engine with Ultralytics' metadata header "
@@ -321,6 +369,21 @@ def build_parser() -> argparse.ArgumentParser:
     eb.add_argument("--workspace", type=float, metavar="GiB", help="builder workspace limit in GiB (default: TensorRT's)")
     eb.add_argument("--out", metavar="MODEL.engine", help="output file (default: MODEL with the suffix .engine)")
     eb.set_defaults(func=cmd_engine)
+    eq = en_sub.add_parser("quantize", help="INT8 copy of an ONNX model, calibrated on your own footage",
+                           description="Static INT8 quantization (ONNX Runtime, QDQ, per-channel weights), calibrated "
+                                       "on frames of your cameras. The result runs with backend onnxruntime or "
+                                       "openvino and precision int8 (or auto). Check its accuracy with `maskwatch "
+                                       "eval masks --precision int8` before deploying it.")
+    eq.add_argument("model", metavar="MODEL.onnx", help="ONNX model (Ultralytics export, fixed input size)")
+    eq.add_argument("--calib", required=True, metavar="SOURCE",
+                    help="video file, folder of images, or camera URL to sample; `synth`: generated demo clips")
+    eq.add_argument("--frames", type=int, default=300, metavar="N", help="calibration frames (default 300)")
+    eq.add_argument("--out", metavar="OUT.onnx", help="output (default: MODEL-int8.onnx)")
+    eq.add_argument("--keep-float", choices=["head", "none"], default="head",
+                    help="head (default): the head's output convolutions and the decoding stay float; none: all")
+    eq.add_argument("--method", choices=["minmax", "percentile", "entropy"], default="minmax",
+                    help="activation range calibration (default minmax)")
+    eq.set_defaults(func=cmd_quantize)
     return p
 
 

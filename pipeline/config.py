@@ -28,10 +28,16 @@ class _Strict(BaseModel):
 
 
 class ModelConfig(_Strict):
-    path: Path = Field(description="Model file (.onnx; .engine / .torchscript with the GPU extra).")
-    backend: Literal["auto", "onnxruntime", "tensorrt", "torchscript"] = Field(
-        "auto", description="Inference runtime; auto picks by file type and hardware.")
-    device: str = Field("cpu", pattern=r"^(cpu|cuda(:\d+)?)$", description="cpu, cuda or cuda:N.")
+    path: Path = Field(description="Model file (.onnx; an OpenVINO .xml or *_openvino_model folder; .engine / "
+                                   ".torchscript with the GPU extra).")
+    backend: Literal["auto", "onnxruntime", "openvino", "tensorrt", "torchscript"] = Field(
+        "auto", description="Inference runtime; auto: OpenVINO for an .onnx on the CPU (measured fastest there), "
+                            "else by file type.")
+    device: str = Field("cpu", pattern=r"^(cpu|cuda(:\d+)?|gpu|npu|auto)$",
+                        description="cpu, cuda or cuda:N; with openvino also gpu (Intel graphics), npu or auto.")
+    precision: Literal["auto", "fp32", "bf16", "fp16", "int8"] = Field(
+        "auto", description="Arithmetic precision; auto: bf16 with OpenVINO on a CPU with AVX512_BF16 or AMX, int8 "
+                            "for a quantized model, else fp32. int8 needs a model made by `maskwatch engine quantize`.")
     conf: float = Field(0.35, gt=0, lt=1, description="Confidence threshold.")
     iou: float = Field(0.6, gt=0, le=1, description="NMS IoU threshold.")
     max_det: int = Field(100, ge=1, le=1000, description="Most detections kept per frame.")
@@ -39,6 +45,13 @@ class ModelConfig(_Strict):
     classes: list[str] | None = Field(None, min_length=1, description="Keep only these classes.")
     names: list[str] | None = Field(None, min_length=1, description="Class names for models without metadata.")
     threads: int = Field(0, ge=0, le=256, description="Inference threads (0 = runtime default).")
+
+    @model_validator(mode="after")
+    def _device_fits_backend(self) -> "ModelConfig":
+        if self.device in ("gpu", "npu", "auto") and self.backend != "openvino":
+            raise ValueError(f"device: {self.device} is an OpenVINO device; set backend: openvino "
+                             f"(cpu or cuda[:N] for the other backends)")
+        return self
 
 
 class CameraConfig(_Strict):
@@ -351,7 +364,8 @@ def inference_plan(cfg: Config) -> tuple[int, int | None]:
     Other backends run one call at a time on their device."""
     m = cfg.model
     cores = os.cpu_count() or 1
-    cpu_ort = m.device == "cpu" and (m.backend == "onnxruntime" or (m.backend == "auto" and m.path.suffix.lower() == ".onnx"))
+    cpu_ort = m.device == "cpu" and (m.backend in ("onnxruntime", "openvino") or (
+        m.backend == "auto" and (m.path.suffix.lower() in (".onnx", ".xml") or m.path.name.endswith("_openvino_model"))))
     workers = cfg.pipeline.inference_workers or (2 if cpu_ort and cores >= 2 else 1)
     threads = m.threads or (max(1, cores // workers) if cpu_ort and workers > 1 else None)
     return workers, threads
@@ -365,7 +379,7 @@ def load_config(path: str | Path) -> Config:
 
 def check_files(cfg: Config, file: str | Path | None = None) -> None:
     """Files the config names must exist (run and check call this before starting)."""
-    if not cfg.model.path.is_file():
+    if not cfg.model.path.is_file() and not (cfg.model.path.is_dir() and cfg.model.path.name.endswith("_openvino_model")):
         raise ConfigError(file, "model.path", f"model file not found: {cfg.model.path}")
     for i, cam in enumerate(cfg.cameras):
         if not is_url(cam.source) and not Path(cam.source).is_file():

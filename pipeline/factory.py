@@ -6,10 +6,13 @@ the same engine, thresholds and class filter everywhere. Errors are ``ConfigErro
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from maskwatch.engines import Segmenter, load_engine
 from maskwatch.zones import ConfigError, load_zone_file
+
+log = logging.getLogger(__name__)
 
 
 def build_segmenter(model_cfg, file: str | Path | None = None, tracker_cfg=None, threads: int | None = None):
@@ -19,9 +22,12 @@ def build_segmenter(model_cfg, file: str | Path | None = None, tracker_cfg=None,
     becomes ``min(model.conf, tracker.low_conf)``. ``threads``: engine threads per call (default: the
     config's, else the runtime's).
     """
+    backend, why = choose_backend(model_cfg)
     try:
-        engine = load_engine(model_cfg.path, backend=model_cfg.backend, device=model_cfg.device,
-                             names=model_cfg.names, threads=threads or model_cfg.threads or None)
+        engine = load_engine(model_cfg.path, backend=backend, device=model_cfg.device, names=model_cfg.names,
+                             threads=threads or model_cfg.threads or None, precision=model_cfg.precision)
+    except ImportError as exc:
+        raise ConfigError(file, "model.backend", str(exc)) from None
     except FileNotFoundError:
         raise ConfigError(file, "model.path", f"model file not found: {model_cfg.path}") from None
     except (ValueError, RuntimeError, OSError) as exc:
@@ -37,11 +43,29 @@ def build_segmenter(model_cfg, file: str | Path | None = None, tracker_cfg=None,
     conf = model_cfg.conf
     if tracker_cfg is not None:
         conf = min(conf, tracker_cfg.low_conf)
+    engine.choice = why  # why this backend and precision (maskwatch check and the start-up line say it)
+    log.info("inference: %s, %s on %s (%s)", engine.meta.backend, engine.precision, model_cfg.device, why)
     kind = Segmenter
     if hasattr(engine, "infer_torch"):  # TensorRT / TorchScript: pre- and post-processing on the device too
         from maskwatch.engines.torch_ops import TorchSegmenter as kind
     return kind(engine, conf=conf, iou=model_cfg.iou, max_det=model_cfg.max_det,
                 classes=classes, agnostic=model_cfg.agnostic_nms)
+
+
+def choose_backend(model_cfg) -> tuple[str, str]:
+    """(backend, why) for a model section. ``auto`` with an .onnx on the CPU: OpenVINO when it is installed
+    (measured faster than ONNX Runtime on every CPU tried, with bf16 where the CPU has it: README, "CPU
+    inference"), else ONNX Runtime; otherwise by the file's type."""
+    path, backend = Path(model_cfg.path), model_cfg.backend
+    if backend != "auto":
+        return backend, f"backend {backend} as configured"
+    if model_cfg.device == "cpu" and path.suffix.lower() == ".onnx":
+        try:
+            import openvino  # noqa: F401
+        except ImportError:
+            return "onnxruntime", "auto: .onnx on the CPU, OpenVINO is not installed"
+        return "openvino", "auto: .onnx on the CPU, OpenVINO measured fastest"
+    return "auto", f"auto: by the model file's type ({path.suffix or path.name})"
 
 
 def check_rule_classes(cfg, names: dict[int, str], file: str | Path | None) -> None:

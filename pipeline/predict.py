@@ -41,7 +41,7 @@ def predict(args) -> int:
 
     names = [n.strip() for n in args.names.split(",")] if args.names else None
     try:
-        engine = load_engine(args.model, names=names)
+        engine = load_engine(args.model, backend=args.backend, names=names, precision=args.precision)
     except FileNotFoundError:
         raise ConfigError(None, "MODEL", f"model file not found: {args.model}") from None
     except (ValueError, RuntimeError, OSError) as exc:

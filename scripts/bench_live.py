@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from maskwatch.pipeline.factory import build_segmenter  # noqa: E402
-from maskwatch.pipeline.config import load_config  # noqa: E402
+from maskwatch.pipeline.config import inference_plan, load_config  # noqa: E402
 from maskwatch.pipeline.stages import Pipeline  # noqa: E402
 from tests.conftest import write_config  # noqa: E402
 from tests.pipeline.conftest import free_port  # noqa: E402
@@ -62,6 +62,10 @@ def main() -> int:
                    help="ONNX model (default: the bundled demo model)")
     p.add_argument("--conf", type=float, default=0.05, help="low, so that the whole-frame zone alerts")
     p.add_argument("--batch", type=int, default=None)
+    p.add_argument("--backend", default="auto", help="model.backend (default auto: OpenVINO on the CPU)")
+    p.add_argument("--precision", default="auto", help="model.precision (default auto)")
+    p.add_argument("--workers", type=int, default=0, help="pipeline.inference_workers (default 0: auto)")
+    p.add_argument("--threads", type=int, default=0, help="model.threads per inference call (default 0: auto)")
     p.add_argument("--batch-timeout-ms", type=float, default=0)
     p.add_argument("--out", type=Path, help="also write the report here (JSON)")
     args = p.parse_args()
@@ -81,12 +85,25 @@ def main() -> int:
         eng.close()
         cams = [{"id": f"cam{i}", "source": f"rtsp://127.0.0.1:{port}/cam", "zones": "zones.yaml"}
                 for i, port in enumerate(ports)]
-        pipeline_cfg: dict = {"batch_timeout_ms": args.batch_timeout_ms}
+        pipeline_cfg: dict = {"batch_timeout_ms": args.batch_timeout_ms, "inference_workers": args.workers}
         if args.batch:
             pipeline_cfg["batch"] = args.batch
         cfg = load_config(write_config(tmp, model, "unused", names, conf=args.conf, cameras=cams,
-                                       extra={"pipeline": pipeline_cfg}))
-        pipe = Pipeline(cfg, build_segmenter(cfg.model, None, cfg.tracker))
+                                       extra={"pipeline": pipeline_cfg, "web": {"enabled": False}}))
+        cfg.model.backend, cfg.model.precision, cfg.model.threads = args.backend, args.precision, args.threads
+        workers, threads = inference_plan(cfg)
+        seg = build_segmenter(cfg.model, None, cfg.tracker, threads=threads)
+        # the engine alone on one frame of the cameras' size, one call at a time: the yardstick for latency
+        from maskwatch.engines import letterbox
+
+        probe_img, probe_box = letterbox(np.random.default_rng(0).integers(0, 255, (h, w, 3), np.uint8), seg.input_hw)
+        model_ms = []
+        for _ in range(30):
+            t = time.perf_counter()
+            seg([probe_img], [probe_box])
+            model_ms.append((time.perf_counter() - t) * 1000)
+        model_ms = model_ms[5:]
+        pipe = Pipeline(cfg, seg)
         infer_lag: dict[str, list[float]] = {c.id: [] for c in pipe.cameras}
         alert_lag: dict[str, list[float]] = {c.id: [] for c in pipe.cameras}
         real_put, real_add = pipe._put, pipe.outbox.add
@@ -131,7 +148,9 @@ def main() -> int:
         pipe.request_stop()
         pipe.wait()
         report = {"cameras": args.cameras, "fps": args.fps, "size": args.size, "seconds": round(elapsed, 1),
-                  "batch": pipe.batch, "model": model.name, "rss_mb_start": round(rss0), "rss_mb_end": round(rss1),
+                  "batch": pipe.batch, "model": model.name, "backend": seg.engine.meta.backend,
+                  "precision": seg.engine.precision, "inference_workers": workers, "threads_per_call": threads,
+                  "model_only_ms_median": round(float(np.median(model_ms)), 1), "rss_mb_start": round(rss0), "rss_mb_end": round(rss1),
                   "failure": str(pipe.failure) if pipe.failure else None, "minutes": minutes, "per_camera": {}}
         if len(minutes) >= 2:
             first, last = minutes[0], minutes[-1]
@@ -147,7 +166,12 @@ def main() -> int:
                 "infer_latency_ms_p50": pct(infer_lag[c.id], 50), "infer_latency_ms_p99": pct(infer_lag[c.id], 99),
                 "alert_latency_ms_p50": pct(alert_lag[c.id], 50), "alert_latency_ms_p99": pct(alert_lag[c.id], 99),
                 "alerts": len(alert_lag[c.id]), "connects": c.live.stats.connects if c.live else None,
+                "decision_latency_ms_p50": pct(list(c.stats.latency_s), 50),
+                "decision_latency_ms_p99": pct(list(c.stats.latency_s), 99),
             }
+            model = report["model_only_ms_median"]
+            p99 = report["per_camera"][c.id]["alert_latency_ms_p99"]
+            report["per_camera"][c.id]["alert_p99_over_model_only"] = round(p99 / model, 2) if p99 and model else None
         text = json.dumps(report, indent=2)
         print(text)
         if args.out:

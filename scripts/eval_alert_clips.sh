@@ -2,6 +2,7 @@
 # Alert recall and precision of a model over held-out scripted site clips (the whole pipeline:
 # model, tracker, zone engine), one `maskwatch eval alerts` per clip, then the totals.
 #   bash scripts/eval_alert_clips.sh [MODEL] [DIR]
+#   BACKEND=openvino PRECISION=bf16 bash scripts/eval_alert_clips.sh     # a given runtime and precision
 # MODEL defaults to the bundled one; DIR (default var/alerts) gets the clips on first use:
 # site seeds 20,000,031..36 (held out: never trained on), excavator_swing on odd seeds,
 # truck_reverse on even ones, 12 s each.
@@ -19,7 +20,7 @@ for s in 20000031 20000032 20000033 20000034 20000035 20000036; do
   clip=$dir/site-$s-$sc
   [[ -f $clip/events.json ]] || "$MW" synth site --seed "$s" --seconds 12 --scenario "$sc" --out "$clip" > /dev/null
   cat > "$work/$s.yaml" <<YAML
-model: {path: "$model", conf: 0.35, iou: 0.6}
+model: {path: "$model", conf: 0.35, iou: 0.6, backend: ${BACKEND:-auto}, precision: ${PRECISION:-auto}}
 cameras: [{id: site, source: "$(realpath "$clip")/video.mp4", zones: "$(realpath "$clip")/zones.yaml"}]
 alerts: {jsonl: "$work/$s.jsonl", outbox: "$work/$s.sqlite"}
 YAML

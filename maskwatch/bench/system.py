@@ -222,6 +222,66 @@ def mode_pipeline(seg, cfg, video: Path, cameras: int, limit: int) -> dict:
                    per_camera_frames=per_cam)
 
 
+def parse_variants(text: str) -> list[tuple[str, str, Path | None]]:
+    """``backend:precision[=MODEL],...`` -> [(backend, precision, model or None: the config's)]."""
+    out = []
+    for item in filter(None, (x.strip() for x in text.split(","))):
+        spec, _, model = item.partition("=")
+        backend, _, precision = spec.partition(":")
+        if not backend or not precision:
+            raise SystemExit(f"maskwatch bench: --variants: expected backend:precision[=MODEL], got {item!r}")
+        out.append((backend, precision, Path(model).resolve() if model else None))
+    return out
+
+
+def mode_variants(cfg, config_file, video: Path, limit: int, variants, frames) -> list[dict]:
+    """Every backend x precision asked for, on the same frames and video: the engine alone (as the pipeline's
+    inference workers call it) and the pipeline with one camera. Variants run one after another, each fully."""
+    from maskwatch.pipeline.config import inference_plan
+    from maskwatch.pipeline.factory import build_segmenter
+
+    out = []
+    for backend, precision, model in variants:
+        vcfg = cfg.model_copy(deep=True)
+        vcfg.model.backend, vcfg.model.precision = backend, precision
+        if model is not None:
+            vcfg.model.path = model
+        workers, threads = inference_plan(vcfg)
+        try:
+            seg = build_segmenter(vcfg.model, config_file, vcfg.tracker, threads=threads)
+        except Exception as exc:  # a variant this machine cannot run: say so, measure the others
+            print(f"maskwatch bench: variant {backend}:{precision} skipped: {exc}", file=sys.stderr)
+            continue
+        tag = f"[{backend} {seg.engine.precision}{' ' + model.name if model is not None else ''}]"
+        for f in frames[:3]:
+            seg([f.input], [f.letterbox])
+        r = mode_model_concurrent(seg, frames, workers) if workers > 1 else mode_model(seg, frames)
+        r["mode"] = f"model only {tag}"
+        r.update(variant={"backend": backend, "precision": seg.engine.precision, "model": vcfg.model.path.name})
+        out.append(r)
+        r = mode_pipeline(seg, vcfg, video, 1, limit)
+        r["mode"] = f"pipeline, 1 camera {tag}"
+        r.update(variant={"backend": backend, "precision": seg.engine.precision, "model": vcfg.model.path.name})
+        out.append(r)
+    return out
+
+
+def variant_ratios(results: list[dict]) -> dict:
+    """Per variant: pipeline fps against the first variant's pipeline, and pipeline / model-only (same run)."""
+    pipes = [r for r in results if r.get("variant") and r["mode"].startswith("pipeline")]
+    models = {r["mode"].split("[", 1)[1]: r for r in results if r.get("variant") and r["mode"].startswith("model")}
+    if not pipes:
+        return {}
+    base = pipes[0]["fps"]
+    out = {}
+    for r in pipes:
+        key = r["mode"].split("[", 1)[1].rstrip("]")
+        m = models.get(r["mode"].split("[", 1)[1])
+        out[key] = {"pipeline_vs_first": round(r["fps"] / base, 3) if base else None,
+                    "pipeline_vs_model_only": round(r["fps"] / m["fps"], 3) if m and m["fps"] else None}
+    return out
+
+
 def mode_ultralytics(model: Path, video: Path, conf: float, iou: float, imgsz, limit: int) -> dict | None:
     try:
         from ultralytics import YOLO  # the [train] extra; never imported by the runtime
@@ -235,7 +295,7 @@ def mode_ultralytics(model: Path, video: Path, conf: float, iou: float, imgsz, l
             n += 1
             if n >= limit:
                 break
-    return _result("ultralytics track loop", n, m)
+    return _result("ultralytics track loop", n, m, ultralytics_model=Path(model).name)
 
 
 def _synth_video(seconds: float) -> Path:
@@ -269,9 +329,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cameras", type=int, default=4, help="cameras in the multi-camera run (default 4)")
     p.add_argument("--seconds", type=float, default=20, help="video length used per mode, seconds (default 20)")
     p.add_argument("--threads", type=int, default=None, help="inference threads (default: runtime's)")
-    p.add_argument("--backend", choices=["auto", "onnxruntime", "tensorrt", "torchscript"], default=None,
+    p.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16", "int8"], default=None,
+                   help="engine precision (default: the config's)")
+    p.add_argument("--backend", choices=["auto", "onnxruntime", "openvino", "tensorrt", "torchscript"], default=None,
                    help="engine backend (default: the config's); tensorrt/torchscript run pre/post-processing in torch")
     p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: the config's)")
+    p.add_argument("--variants", default="", metavar="B:P[=M],...",
+                   help="also measure these backend:precision pairs (model only and pipeline, 1 camera), e.g. "
+                        "onnxruntime:fp32,openvino:fp32,openvino:bf16,openvino:int8=var/models/demo-int8.onnx")
+    p.add_argument("--ultralytics-model", metavar="M",
+                   help="the model Ultralytics' loop runs (default: the config's), e.g. its own OpenVINO export "
+                        "folder *_openvino_model/ to compare on the same format")
     p.add_argument("--skip", default="", help="comma-separated modes to skip: model,decode,naive,pipeline,ultralytics")
     p.add_argument("--json", help="write the results here")
     args = p.parse_args(argv)
@@ -288,6 +356,8 @@ def main(argv: list[str] | None = None) -> int:
         cfg.model.backend = args.backend
     if args.device:
         cfg.model.device = args.device
+    if args.precision:
+        cfg.model.precision = args.precision
     video = Path(args.video).resolve() if args.video else _synth_video(args.seconds)
     seg = build_segmenter(cfg.model, args.config, cfg.tracker)
     # the pipeline's own engine set-up (inference workers, threads per call), as `maskwatch run` makes it
@@ -311,7 +381,11 @@ def main(argv: list[str] | None = None) -> int:
             for f in frames[:3]:
                 seg_pipe([f.input], [f.letterbox])
             results.append(mode_model_concurrent(seg_pipe, frames, workers))
-        del frames
+    if args.variants:
+        vframes = frames if frames else _decode_all(video, seg.input_hw, limit)
+        results += mode_variants(cfg, args.config, video, limit, parse_variants(args.variants), vframes)
+        del vframes
+    del frames  # memory for the pipeline modes
     if "decode" not in skip:
         results.append(mode_decode(video, seg.input_hw, limit))
     if "naive" not in skip:
@@ -322,7 +396,8 @@ def main(argv: list[str] | None = None) -> int:
             results.append(mode_pipeline(seg_pipe, cfg, video, args.cameras, limit))
     if "ultralytics" not in skip:
         try:
-            r = mode_ultralytics(cfg.model.path, video, cfg.model.conf, cfg.model.iou, seg.input_hw, limit)
+            r = mode_ultralytics(Path(args.ultralytics_model) if args.ultralytics_model else cfg.model.path, video,
+                                 cfg.model.conf, cfg.model.iou, seg.input_hw, limit)
         except Exception as exc:  # a broken optional install must not lose the other figures
             print(f"maskwatch bench: ultralytics mode failed: {type(exc).__name__}: {exc}", file=sys.stderr)
             r = None
@@ -333,12 +408,23 @@ def main(argv: list[str] | None = None) -> int:
            "model": Path(cfg.model.path).name, "input": f"{w}x{h}", "video": str(video), "frames_per_mode": limit}
     print(f"maskwatch bench: {env['model']} at {env['input']} on {video.name}, {env['cpus']} CPUs, {limit} frames per mode")
     env["inference_workers"], env["threads_per_call"] = workers, threads
+    env["backend"], env["precision"] = seg.engine.meta.backend, seg.engine.precision
+    from maskwatch.engines.cpu import cpu_info
+
+    env["cpu"] = cpu_info()
+    print(f"CPU: {env['cpu']['model']}, {env['cpu']['cores']} cores, flags {' '.join(env['cpu']['flags'])}; "
+          f"config's engine: {env['backend']} {env['precision']}")
     print(table(results))
     rat = ratios(results)
     if rat:
         print("ratios (same run): " + ", ".join(f"{k} {v:.2f}x" for k, v in rat.items()))
+    vrat = variant_ratios(results)
+    for key, v in vrat.items():
+        print(f"variant {key}: pipeline {v['pipeline_vs_first']}x the first variant's, pipeline / model-only "
+              f"{v['pipeline_vs_model_only']}")
     if args.json:
-        Path(args.json).write_text(json.dumps({"env": env, "results": results, "ratios": rat}, indent=2))
+        Path(args.json).write_text(json.dumps({"env": env, "results": results, "ratios": rat,
+                                               "variant_ratios": vrat}, indent=2))
     return 0
 
 

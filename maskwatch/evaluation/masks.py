@@ -31,6 +31,10 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--max-det", type=int, default=100)
     p.add_argument("--every", type=int, default=1, help="evaluate every N-th frame (default 1)")
     p.add_argument("--threads", type=int, default=None, help="inference threads (default: runtime's)")
+    p.add_argument("--backend", default="auto", choices=["auto", "onnxruntime", "openvino", "tensorrt", "torchscript"],
+                   help="inference runtime (default: by the model file's type)")
+    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16", "int8"],
+                   help="arithmetic precision (default: the backend's choice)")
     p.add_argument("--json", default=None, help="also write the results here")
     p.add_argument("--min-mask-map50", type=float, default=None,
                    help="exit 1 when any scene's mask mAP50 is below this (an accuracy gate)")
@@ -66,12 +70,14 @@ def _frames(clip: Path, gt: dict):
         yield i, frame[..., ::-1].copy()
 
 
-def evaluate(model: str | Path, data: str | Path, *, conf=0.01, iou=0.7, max_det=100, every=1, threads=None, log=print) -> dict:
+def evaluate(model: str | Path, data: str | Path, *, conf=0.01, iou=0.7, max_det=100, every=1, threads=None, log=print,
+             backend: str = "auto", precision: str = "auto") -> dict:
     from pycocotools import mask as mask_utils
 
     from maskwatch.engines import Segmenter, letterbox, load_engine
 
-    eng = load_engine(model, threads=threads)
+    eng = load_engine(model, backend=backend, threads=threads, precision=precision)
+    log(f"engine: {eng.meta.backend}, {eng.precision}")
     names = eng.meta.names
     model_to_ours = {}
     for k, v in names.items():
@@ -185,7 +191,8 @@ def format_table(res: dict) -> str:
 def run(args) -> int:
     try:
         res = evaluate(args.model, args.data, conf=args.conf, iou=args.iou, max_det=args.max_det,
-                       every=args.every, threads=args.threads, log=lambda m: print(m, file=sys.stderr))
+                       every=args.every, threads=args.threads, log=lambda m: print(m, file=sys.stderr),
+                       backend=args.backend, precision=args.precision)
     except (FileNotFoundError, ValueError) as exc:
         print(f"maskwatch eval masks: {exc}", file=sys.stderr)
         return 2

@@ -40,6 +40,10 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--no-baseline", action="store_true", help="only maskwatch's tracker")
     p.add_argument("--json", default=None, help="also write the results here")
     p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--backend", default="auto", choices=["auto", "onnxruntime", "openvino", "tensorrt", "torchscript"],
+                   help="inference runtime of the model's detections (default: by the model file's type)")
+    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16", "int8"],
+                   help="arithmetic precision (default: the backend's choice)")
     p.add_argument("--cache", default=None, help="keep the model's detections here (keyed by clip, its gt.json, model hash "
                    "and conf): a second run only tracks and scores")
     p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
@@ -275,7 +279,8 @@ def track_clip(gt: dict, dets_seq: list, trackers: dict, frames=None) -> dict:
 
 
 def evaluate(model, data, *, conf=0.35, low_conf=0.1, baseline=True, threads=None, detector="model",
-             cache: str | Path | None = None, params: dict | None = None, log=print) -> dict:
+             cache: str | Path | None = None, params: dict | None = None, log=print, backend: str = "auto",
+             precision: str = "auto") -> dict:
     """Score maskwatch's tracker (and ByteTrack) on every clip under ``data``.
 
     ``params`` overrides TrackerParams fields; ``cache`` keeps the model's detections per clip
@@ -288,10 +293,13 @@ def evaluate(model, data, *, conf=0.35, low_conf=0.1, baseline=True, threads=Non
 
         from maskwatch.scenes.classes import CLASS_NAMES
 
-        eng = load_engine(model, threads=threads)
+        eng = load_engine(model, backend=backend, threads=threads, precision=precision)
+        log(f"engine: {eng.meta.backend}, {eng.precision}")
         seg = Segmenter(eng, conf=min(conf, low_conf), iou=0.6, max_det=100)
         model_to_ours = {int(k): CLASS_NAMES.index(v) for k, v in eng.meta.names.items()}
         key = _model_key(model, min(conf, low_conf))
+        if (eng.meta.backend, eng.precision) != ("onnxruntime", "fp32"):  # the cache keeps each runtime's own
+            key += f"-{eng.meta.backend}-{eng.precision}"
     results = {"model": str(model), "detector": detector, "conf": conf, "low_conf": low_conf, "params": params or {},
                "clips": {}}
     for clip in find_clips(Path(data)):
@@ -378,7 +386,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         results = evaluate(args.model, args.data, conf=args.conf, low_conf=args.low_conf,
                            baseline=not args.no_baseline, threads=args.threads, detector=args.detector,
-                           cache=args.cache, params=params,
+                           cache=args.cache, params=params, backend=args.backend, precision=args.precision,
                            log=lambda m: print(m, file=sys.stderr))
     except FileNotFoundError as exc:
         print(f"maskwatch: error: {exc}", file=sys.stderr)
