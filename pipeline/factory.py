@@ -53,19 +53,35 @@ def build_segmenter(model_cfg, file: str | Path | None = None, tracker_cfg=None,
 
 
 def choose_backend(model_cfg) -> tuple[str, str]:
-    """(backend, why) for a model section. ``auto`` with an .onnx on the CPU: OpenVINO when it is installed
-    (measured faster than ONNX Runtime on every CPU tried, with bf16 where the CPU has it: README, "CPU
-    inference"), else ONNX Runtime; otherwise by the file's type."""
-    path, backend = Path(model_cfg.path), model_cfg.backend
+    """(backend, why) for a model section. ``auto`` with an .onnx on the CPU picks what measured fastest in the
+    pipeline at the asked precision (README, "CPU inference"): OpenVINO in bf16 on a CPU with AVX512_BF16 or AMX
+    (1.5x ONNX Runtime fp32); ONNX Runtime for fp32 elsewhere (OpenVINO fp32 measured 0.91x of it) and for an
+    INT8 model (1.85x fp32, against OpenVINO's 1.48x); OpenVINO for bf16 and fp16, which ONNX Runtime does not
+    run on the CPU. Otherwise by the file's type."""
+    from maskwatch.engines.cpu import has_bf16
+
+    path, backend, precision = Path(model_cfg.path), model_cfg.backend, model_cfg.precision
     if backend != "auto":
         return backend, f"backend {backend} as configured"
-    if model_cfg.device == "cpu" and path.suffix.lower() == ".onnx":
-        try:
-            import openvino  # noqa: F401
-        except ImportError:
-            return "onnxruntime", "auto: .onnx on the CPU, OpenVINO is not installed"
-        return "openvino", "auto: .onnx on the CPU, OpenVINO measured fastest"
-    return "auto", f"auto: by the model file's type ({path.suffix or path.name})"
+    if model_cfg.device != "cpu" or path.suffix.lower() != ".onnx":
+        return "auto", f"auto: by the model file's type ({path.suffix or path.name})"
+    try:
+        import openvino  # noqa: F401
+        have_ov = True
+    except ImportError:
+        have_ov = False
+    if precision in ("bf16", "fp16"):
+        return "openvino", f"auto: precision {precision} on the CPU runs in OpenVINO"
+    if precision == "int8":
+        return "onnxruntime", "auto: an INT8 model on the CPU, ONNX Runtime measured fastest"
+    if precision == "auto" and has_bf16() and have_ov:
+        from maskwatch.engines.ort import is_qdq
+
+        if not is_qdq(path):
+            return "openvino", "auto: this CPU has bf16 (AVX512_BF16/AMX); OpenVINO bf16 measured fastest"
+        return "onnxruntime", "auto: an INT8 model on the CPU, ONNX Runtime measured fastest"
+    why = "no bf16 on this CPU" if not has_bf16() else "OpenVINO is not installed" if not have_ov else "fp32"
+    return "onnxruntime", f"auto: .onnx on the CPU ({why}), ONNX Runtime measured fastest in fp32"
 
 
 def check_rule_classes(cfg, names: dict[int, str], file: str | Path | None) -> None:

@@ -32,11 +32,14 @@ from maskwatch.web.server import start_console
 
 
 def _viewer(url: str, stop: threading.Event, got: list[int]) -> None:
-    with httpx.stream("GET", url, timeout=30) as r:
-        for chunk in r.iter_bytes():
-            got[0] += len(re.findall(rb"--frame\r\n", chunk))
-            if stop.is_set():
-                return
+    try:
+        with httpx.stream("GET", url, timeout=30) as r:
+            for chunk in r.iter_bytes():
+                got[0] += len(re.findall(rb"--frame\r\n", chunk))
+                if stop.is_set():
+                    return
+    except httpx.HTTPError:  # the console stopped at the end of the run: the stream ends with it
+        pass
 
 
 def one_run(config: str, viewer: bool, port: int) -> dict:
@@ -79,11 +82,11 @@ def main() -> int:
         runs.append(r)
         print(f"run {i + 1}: viewer={r['viewer']!s:5} {r['frames']} frames in {r['seconds']} s = {r['fps']} fps, "
               f"{r['mjpeg_parts']} MJPEG parts", flush=True)
-    none = statistics.median(r["fps"] for r in runs if not r["viewer"])
-    one = statistics.median(r["fps"] for r in runs if r["viewer"])
+    none = round(statistics.median(r["fps"] for r in runs if not r["viewer"]), 2)
+    one = round(statistics.median(r["fps"] for r in runs if r["viewer"]), 2)
     summary = {"fps_no_viewer": none, "fps_one_viewer": one, "ratio": round(one / none, 4)}
     print(f"median fps: no viewer {none}, one viewer {one}: ratio {summary['ratio']} "
-          f"({(1 - one / none) * 100:+.1f} % lower with the viewer)")
+          f"({(one / none - 1) * 100:+.1f} % with the viewer)")
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps({"runs": runs, "summary": summary}, indent=2))

@@ -129,7 +129,7 @@ def mode_model_concurrent(seg, frames, workers: int) -> dict:
 
 def ratios(results: list[dict]) -> dict:
     """The issue's comparisons, from one run (the model-only ceiling is the faster of its modes)."""
-    fps = {r["mode"]: r["fps"] for r in results}
+    fps = {r["mode"]: r["fps"] for r in results if not r.get("variant")}  # the config's engine only
     model = max((v for k, v in fps.items() if k.startswith("model only")), default=0.0)
     one = fps.get("pipeline, 1 camera", 0.0)
     multi = next((v for k, v in fps.items() if k.startswith("pipeline, ") and k != "pipeline, 1 camera"), 0.0)

@@ -22,6 +22,7 @@ import hmac
 import json
 import logging
 import math
+import threading
 from importlib import resources
 from pathlib import Path
 
@@ -90,6 +91,7 @@ def create_app(backend: Backend, *, token: str | None = None, preview_fps: float
     previews = Previews(backend, jpeg_quality)
     app.state.backend = backend
     app.state.previews = previews
+    app.state.closing = threading.Event()  # set by the server before it stops: live streams end first
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
     def camera_or_404(cid: str) -> str:
@@ -150,7 +152,7 @@ def create_app(backend: Backend, *, token: str | None = None, preview_fps: float
         async def parts():
             sent = None
             loop = asyncio.get_running_loop()
-            while not await request.is_disconnected():
+            while not app.state.closing.is_set() and not await request.is_disconnected():
                 t0 = loop.time()
                 got = await run_in_threadpool(previews.jpeg, cid, bool(raw))
                 if got is not None and got[0] != sent:

@@ -23,7 +23,8 @@ log = logging.getLogger(__name__)
 
 
 class Console:
-    def __init__(self, server, thread: threading.Thread, sock: socket.socket, url: str) -> None:
+    def __init__(self, server, thread: threading.Thread, sock: socket.socket, url: str, app=None) -> None:
+        self.app = app
         self.server = server
         self.thread = thread
         self.sock = sock
@@ -34,6 +35,10 @@ class Console:
         return self.sock.getsockname()[1]
 
     def stop(self, timeout_s: float = 5.0) -> None:
+        # live streams never end by themselves: end them, then stop (else uvicorn's graceful shutdown times out)
+        if self.app is not None:
+            self.app.state.closing.set()
+            time.sleep(0.3)
         self.server.should_exit = True
         self.thread.join(timeout_s)
         try:
@@ -107,4 +112,4 @@ def start_console(backend: Backend, web: WebConfig, *, explicit: bool, file=None
     shown = f"[{host}]" if ":" in host else host
     url = f"{'https' if tls else 'http'}://{shown}:{sock.getsockname()[1]}/"
     log.info("web console: %s%s", url, " (token required)" if token else "")
-    return Console(server, thread, sock, url)
+    return Console(server, thread, sock, url, app)

@@ -188,9 +188,11 @@ def test_auto_picks_openvino_and_bf16_where_it_pays(tmp_path):
 
     cfg = parse_config({"model": {"path": str(DEMO)}, "cameras": [{"id": "c", "source": "x.mp4"}]}, base=tmp_path)
     seg = build_segmenter(cfg.model)
-    assert seg.engine.meta.backend == "openvino"
-    assert seg.engine.precision == ("bf16" if has_bf16() else "fp32")
+    want = ("openvino", "bf16") if has_bf16() else ("onnxruntime", "fp32")
+    assert (seg.engine.meta.backend, seg.engine.precision) == want, seg.engine.choice
     assert "auto" in seg.engine.choice
+    cfg.model.precision = "bf16"  # asked for: OpenVINO runs it (ONNX Runtime has no CPU bf16)
+    assert build_segmenter(cfg.model).engine.meta.backend == "openvino"
 
 
 def test_quantize_command(tmp_path):
