@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 import subprocess
 import sys
 
@@ -157,3 +158,25 @@ def test_listeners_bind_loopback_by_default():
 
     assert WebConfig().listen == "127.0.0.1:8080"
     assert yaml.safe_load("web: {}")["web"] == {}
+
+
+from tests.pipeline.conftest import tls_files  # noqa: E402, F401  (the throw-away CA and server certificate)
+
+
+def test_https_with_tls_cert_and_key(tmp_path, model_path, model_names, tls_files, monkeypatch):  # noqa: F811
+    monkeypatch.setenv("MASKWATCH_TEST_TOKEN", TOKEN)
+    clip = write_clip(tmp_path / "clip.mp4", frames=5)
+    cfg = write_config(tmp_path, model_path, clip, model_names)
+    web = {"tls_cert": tls_files.server_cert, "tls_key": tls_files.server_key, "token_env": "MASKWATCH_TEST_TOKEN"}
+    trusted, other = (ssl.create_default_context(cafile=str(f)) for f in (tls_files.ca, tls_files.other_ca))
+    with serve_pipeline(cfg, start=False, web=web) as s:
+        assert s.base.startswith("https://127.0.0.1:")
+        ok = httpx.get(s.base + "/api/cameras", headers={"Authorization": f"Bearer {TOKEN}"},
+                       verify=trusted, timeout=10)
+        assert ok.status_code == 200 and ok.json()["cameras"][0]["id"] == "cam1"
+        with pytest.raises(httpx.HTTPError):  # an unknown CA is refused by the client, as it should be
+            httpx.get(s.base + "/healthz", verify=other, timeout=10)
+        with pytest.raises(httpx.HTTPError):  # plain HTTP on the TLS port gets no answer
+            httpx.get(s.base.replace("https://", "http://") + "/healthz", timeout=10)
+        login = httpx.post(s.base + "/login", data={"token": TOKEN}, verify=trusted, timeout=10)
+        assert login.status_code == 303 and "Secure" in login.headers["set-cookie"]
