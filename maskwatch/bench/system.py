@@ -234,6 +234,23 @@ def parse_variants(text: str) -> list[tuple[str, str, Path | None]]:
     return out
 
 
+def default_variants(cfg) -> list[tuple[str, str, Path | None]]:
+    """What `backend: auto` chooses between on this machine, for the config's model on the CPU."""
+    from maskwatch.engines.cpu import has_bf16
+
+    if cfg.model.device != "cpu" or Path(cfg.model.path).suffix.lower() != ".onnx":
+        return []
+    out = [("onnxruntime", "fp32", None)]
+    try:
+        import openvino  # noqa: F401
+    except ImportError:
+        return out
+    out.append(("openvino", "fp32", None))
+    if has_bf16():
+        out.append(("openvino", "bf16", None))
+    return out
+
+
 def mode_variants(cfg, config_file, video: Path, limit: int, variants, frames) -> list[dict]:
     """Every backend x precision asked for, on the same frames and video: the engine alone (as the pipeline's
     inference workers call it) and the pipeline with one camera. Variants run one after another, each fully."""
@@ -334,9 +351,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--backend", choices=["auto", "onnxruntime", "openvino", "tensorrt", "torchscript"], default=None,
                    help="engine backend (default: the config's); tensorrt/torchscript run pre/post-processing in torch")
     p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: the config's)")
-    p.add_argument("--variants", default="", metavar="B:P[=M],...",
+    p.add_argument("--variants", default="auto", metavar="B:P[=M],...",
                    help="also measure these backend:precision pairs (model only and pipeline, 1 camera), e.g. "
-                        "onnxruntime:fp32,openvino:fp32,openvino:bf16,openvino:int8=var/models/demo-int8.onnx")
+                        "onnxruntime:fp32,openvino:bf16,onnxruntime:int8=var/models/demo-int8.onnx; default auto: "
+                        "every one this machine runs for the config's .onnx (fp32 on both, bf16 where the CPU has "
+                        "it); none: skip")
     p.add_argument("--ultralytics-model", metavar="M",
                    help="the model Ultralytics' loop runs (default: the config's), e.g. its own OpenVINO export "
                         "folder *_openvino_model/ to compare on the same format")
@@ -381,10 +400,6 @@ def main(argv: list[str] | None = None) -> int:
             for f in frames[:3]:
                 seg_pipe([f.input], [f.letterbox])
             results.append(mode_model_concurrent(seg_pipe, frames, workers))
-    if args.variants:
-        vframes = frames if frames else _decode_all(video, seg.input_hw, limit)
-        results += mode_variants(cfg, args.config, video, limit, parse_variants(args.variants), vframes)
-        del vframes
     del frames  # memory for the pipeline modes
     if "decode" not in skip:
         results.append(mode_decode(video, seg.input_hw, limit))
@@ -394,6 +409,12 @@ def main(argv: list[str] | None = None) -> int:
         results.append(mode_pipeline(seg_pipe, cfg, video, 1, limit))
         if args.cameras > 1:
             results.append(mode_pipeline(seg_pipe, cfg, video, args.cameras, limit))
+    variants = default_variants(cfg) if args.variants == "auto" else parse_variants(args.variants) \
+        if args.variants not in ("", "none") else []
+    if variants:  # every backend x precision this machine runs, the engine alone and in the pipeline
+        vframes = _decode_all(video, seg.input_hw, limit)
+        results += mode_variants(cfg, args.config, video, limit, variants, vframes)
+        del vframes
     if "ultralytics" not in skip:
         try:
             r = mode_ultralytics(Path(args.ultralytics_model) if args.ultralytics_model else cfg.model.path, video,

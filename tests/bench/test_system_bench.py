@@ -34,3 +34,9 @@ def test_bench_json_structure(tmp_path, model_path, model_names):
     assert pipe2["latency_ms"]["p99"] >= pipe2["latency_ms"]["p50"] > 0
     for name in ("pipeline/naive", "pipeline/model-only", "multi-camera/1-camera"):
         assert data["ratios"][name] > 0
+    # every backend x precision this machine runs, after the config's own modes
+    variants = {(r["variant"]["backend"], r["variant"]["precision"]) for r in data["results"] if r.get("variant")}
+    assert {("onnxruntime", "fp32"), ("openvino", "fp32")} <= variants
+    assert len(data["variant_ratios"]) == len(variants) and data["variant_ratios"]["onnxruntime fp32"][
+        "pipeline_vs_first"] == 1.0
+    assert data["env"]["cpu"]["model"] and isinstance(data["env"]["cpu"]["flags"], list)
