@@ -31,8 +31,8 @@ class ModelConfig(_Strict):
     path: Path = Field(description="Model file (.onnx; an OpenVINO .xml or *_openvino_model folder; .engine / "
                                    ".torchscript with the GPU extra).")
     backend: Literal["auto", "onnxruntime", "openvino", "tensorrt", "torchscript"] = Field(
-        "auto", description="Inference runtime; auto: OpenVINO for an .onnx on the CPU (measured fastest there), "
-                            "else by file type.")
+        "auto", description="Inference runtime; auto for an .onnx on the CPU: OpenVINO bf16 where the CPU has "
+                            "bf16 hardware, else ONNX Runtime (what measured fastest), otherwise by file type.")
     device: str = Field("cpu", pattern=r"^(cpu|cuda(:\d+)?|gpu|npu|auto)$",
                         description="cpu, cuda or cuda:N; with openvino also gpu (Intel graphics), npu or auto.")
     precision: Literal["auto", "fp32", "bf16", "fp16", "int8"] = Field(
