@@ -96,3 +96,16 @@ def write_config(dirpath: Path, model: Path, source: Path | str, names: list[str
     path = dirpath / "config.yaml"
     path.write_text(yaml.safe_dump(cfg))
     return path
+
+
+class FailingSegmenter:
+    """Wraps the real segmenter and raises on its 5th call: an error inside the inference stage."""
+
+    def __init__(self, inner):
+        self.inner, self.meta, self.input_hw, self.calls = inner, inner.meta, inner.input_hw, 0
+
+    def __call__(self, *a, **kw):
+        self.calls += 1
+        if self.calls == 5:
+            raise RuntimeError("engine exploded")
+        return self.inner(*a, **kw)

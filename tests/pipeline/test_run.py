@@ -17,7 +17,7 @@ import pytest
 
 from maskwatch.pipeline.config import load_config
 from maskwatch.pipeline.stages import Pipeline
-from tests.conftest import write_clip, write_config
+from tests.conftest import FailingSegmenter, write_clip, write_config
 from tests.zones.test_schema import validate_event
 from maskwatch.zones import AlertEvent
 
@@ -143,25 +143,12 @@ def test_corrupt_source_fails_with_camera_and_stage(tmp_path, model_path, model_
     assert "Traceback" not in proc.stderr
 
 
-class _FailingSegmenter:
-    """Wraps the real segmenter and raises on the 5th call: an error inside the inference stage."""
-
-    def __init__(self, inner):
-        self.inner, self.meta, self.input_hw, self.calls = inner, inner.meta, inner.input_hw, 0
-
-    def __call__(self, *a, **kw):
-        self.calls += 1
-        if self.calls == 5:
-            raise RuntimeError("engine exploded")
-        return self.inner(*a, **kw)
-
-
 def test_stage_error_stops_run_with_reason(tmp_path, model_path, model_names):
     from maskwatch.pipeline.factory import build_segmenter
 
     long_clip = write_clip(tmp_path / "long.mp4", frames=300, fps=15)
     cfg = load_config(write_config(tmp_path, model_path, long_clip, model_names))
-    pipe = Pipeline(cfg, _FailingSegmenter(build_segmenter(cfg.model, None, cfg.tracker)))
+    pipe = Pipeline(cfg, FailingSegmenter(build_segmenter(cfg.model, None, cfg.tracker)))
     pipe.start()
     t0 = time.monotonic()
     pipe.wait()

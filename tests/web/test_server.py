@@ -17,7 +17,7 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from maskwatch.scenes.clip import write_clip as write_scene_clip
-from tests.conftest import write_clip, write_config
+from tests.conftest import FailingSegmenter, write_clip, write_config
 
 from tests.web.conftest import DEMO_MODEL, serve_pipeline, wait_for
 
@@ -95,23 +95,10 @@ def test_live_views_metrics_and_summary(tmp_path, model_path, model_names):
         assert all(a["camera"] == "cam1" for a in recent)
 
 
-class _FailingSegmenter:
-    """The real segmenter, raising on its 5th call: an error inside the inference stage."""
-
-    def __init__(self, inner):
-        self.inner, self.meta, self.input_hw, self.calls = inner, inner.meta, inner.input_hw, 0
-
-    def __call__(self, *a, **kw):
-        self.calls += 1
-        if self.calls == 5:
-            raise RuntimeError("engine exploded")
-        return self.inner(*a, **kw)
-
-
 def test_healthz_turns_503_when_a_stage_fails(tmp_path, model_path, model_names):
     clip = write_clip(tmp_path / "clip.mp4", frames=200, fps=15)
     cfg = write_config(tmp_path, model_path, clip, model_names)
-    with serve_pipeline(cfg, wrap=_FailingSegmenter, start=False) as s:
+    with serve_pipeline(cfg, wrap=FailingSegmenter, start=False) as s:
         ok = s.get("/healthz")
         assert ok.status_code == 200 and ok.text.strip() == "ok"
         s.pipe.start()
