@@ -213,19 +213,27 @@ def _crop_to_boxes(masks: np.ndarray, xyxy: np.ndarray) -> np.ndarray:
 
 
 def masks_in_mask_space(
-    protos: np.ndarray, coefficients: np.ndarray, xyxy_input: np.ndarray, crop: MaskCrop, input_hw: tuple[int, int]
+    protos: np.ndarray, coefficients: np.ndarray, xyxy_input: np.ndarray, crop: MaskCrop, input_hw: tuple[int, int],
+    logits_out: list | None = None,
 ) -> np.ndarray:
     """Boolean masks (n, h, w) in mask space: logits > 0 on the cropped prototypes, cut to the boxes.
 
     ``protos`` is (nm, mh, mw); boxes are in model-input pixels and are scaled to the prototype
-    raster as Ultralytics' ``process_mask`` does (``upsample=False``).
+    raster as Ultralytics' ``process_mask`` does (``upsample=False``). ``logits_out``: a list that receives the
+    mask logits (n, h, w), float32, for drawing smooth edges (the boolean masks lose where inside a cell the
+    edge runs; the logits keep it). They are the product computed anyway: kept, not copied.
     """
     nm, mh, mw = protos.shape
     w, h = crop.wh
     if len(coefficients) == 0:
+        if logits_out is not None:
+            logits_out.append(np.zeros((0, h, w), np.float32))
         return np.zeros((0, h, w), bool)
     region = protos[:, crop.top : crop.bottom, crop.left : crop.right].reshape(nm, -1)
-    masks = (coefficients @ region).reshape(-1, h, w) > 0
+    logits = (coefficients @ region).reshape(-1, h, w)
+    if logits_out is not None:
+        logits_out.append(logits)
+    masks = logits > 0
     sx, sy = mw / input_hw[1], mh / input_hw[0]
     boxes = xyxy_input * np.array([sx, sy, sx, sy], np.float32)
     boxes -= np.array([crop.left, crop.top, crop.left, crop.top], np.float32)

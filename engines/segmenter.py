@@ -91,9 +91,11 @@ class Segmenter:
             pred, meta.layout, meta.nc, self.conf, self.iou, self.max_det, self.classes, self.agnostic
         )
         mask_space, crop = mask_space_of(box, protos.shape[1:])
-        masks = masks_in_mask_space(protos, cand.coefficients, cand.xyxy, crop, meta.input_hw)
+        logits: list = []
+        masks = masks_in_mask_space(protos, cand.coefficients, cand.xyxy, crop, meta.input_hw, logits)
         xyxy = box.to_frame_xyxy(cand.xyxy)
-        data: dict[str, np.ndarray] = {}
+        # the logits, for drawing smooth mask edges (pipeline/draw.py): computed anyway, 60 kB per detection
+        data: dict[str, np.ndarray] = {"mask_logits": logits[0]}
         if full_masks:
             full = masks_full_resolution(protos, cand.coefficients, xyxy, box.frame_hw)
             keep = full.any(axis=(1, 2))

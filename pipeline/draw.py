@@ -36,9 +36,9 @@ def _to_image(xy: np.ndarray, scale_xy: tuple[float, float]) -> np.ndarray:
 
 
 def _box_mask(mask: np.ndarray, mask_xyxy: np.ndarray, region: tuple[int, int, int, int],
-              cell_wh: tuple[float, float]) -> np.ndarray:
+              cell_wh: tuple[float, float], threshold: float = 0.5) -> np.ndarray:
     """The mask inside ``region`` (x0, y0, x1, y1; image pixels, end-exclusive), bilinear, thresholded
-    at 0.5: uint8, 255 inside.
+    at ``threshold`` (0.5 for a boolean mask, 0 for logits): uint8, 255 inside.
 
     ``mask_xyxy`` is the box in mask-space pixels and ``cell_wh`` the image pixels per mask cell. Only
     the mask cells around the box are read; the warp keeps their exact place (image pixel j samples
@@ -59,7 +59,7 @@ def _box_mask(mask: np.ndarray, mask_xyxy: np.ndarray, region: tuple[int, int, i
                   [0.0, 1.0 / ch, (y0 + 0.5) / ch - 0.5 - cy0]])
     up = cv2.warpAffine(crop, m, (x1 - x0, y1 - y0), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
                         borderMode=cv2.BORDER_REPLICATE)
-    return cv2.compare(up, 0.5, cv2.CMP_GT)
+    return cv2.compare(up, threshold, cv2.CMP_GT)
 
 
 def annotate(image: np.ndarray, dets: Detections, names: dict[int, str], zones: dict[str, np.ndarray],
@@ -84,6 +84,9 @@ def annotate(image: np.ndarray, dets: Detections, names: dict[int, str], zones: 
         ms = dets.mask_space
         mask_boxes = ms.from_frame(dets.xyxy.reshape(n, 2, 2)).reshape(n, 4)
         cell_wh = (iw / ms.mask_wh[0], ih / ms.mask_wh[1])  # image pixels per mask cell
+        logits = dets.data.get("mask_logits")
+        if logits is not None and logits.shape != dets.masks.shape:
+            logits = None
         overlay = None
         ux0, uy0, ux1, uy1 = iw, ih, 0, 0  # the union of painted regions: the only part blended
         for i in range(n):
@@ -93,7 +96,10 @@ def annotate(image: np.ndarray, dets: Detections, names: dict[int, str], zones: 
             x1, y1 = min(iw, int(np.ceil(bx1))), min(ih, int(np.ceil(by1)))
             if x1 <= x0 or y1 <= y0:
                 continue
-            m = _box_mask(dets.masks[i], mask_boxes[i], (x0, y0, x1, y1), cell_wh)
+            if logits is not None:  # the model's own logits: the edge where it falls inside a cell
+                m = _box_mask(logits[i], mask_boxes[i], (x0, y0, x1, y1), cell_wh, threshold=0.0)
+            else:
+                m = _box_mask(dets.masks[i], mask_boxes[i], (x0, y0, x1, y1), cell_wh)
             if not cv2.countNonZero(m):
                 continue
             if overlay is None:

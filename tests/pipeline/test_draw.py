@@ -186,3 +186,39 @@ def test_plain_cases_and_the_input_is_not_modified():
         # the mask interiors are tinted only when there are masks
         tinted = (out[80, 80] != before[80, 80]).any()
         assert tinted == (dets.masks is not None)
+
+
+def test_drawn_masks_follow_the_model_logits_as_retina_masks_do():
+    """With the segmenter's mask logits (``data["mask_logits"]``) a drawn mask is the model's own frame-resolution
+    mask (Ultralytics' retina_masks: the logits resampled bilinearly, then thresholded), not an upsampled
+    boolean: measured median IoU 1.000 against 0.82 for the boolean masks on these frames."""
+    from pathlib import Path
+
+    from maskwatch.engines import Segmenter, letterbox, load_engine
+    from maskwatch.scenes import make_scene
+
+    model = Path(__file__).resolve().parents[2] / "models" / "maskwatch-demo-seg.onnx"
+    seg = Segmenter(load_engine(model, "onnxruntime", threads=2), conf=0.35, iou=0.6)
+    ious = {"logits": [], "boolean": []}
+    for scene, seed in (("site", 21_000_031), ("pitch", 21_000_032)):
+        bgr, _ = make_scene(scene, seed, 1280, 720).render(2.0)
+        rgb = np.ascontiguousarray(bgr[..., ::-1])
+        img, box = letterbox(rgb, seg.input_hw)
+        d = seg([img], [box], full_masks=True)[0]
+        assert d.data["mask_logits"].shape == d.masks.shape
+        plain = Detections(d.xyxy, d.confidence, d.class_id, d.masks, d.mask_space)
+        for i in range(len(d)):
+            x1, y1, x2, y2 = (int(round(v)) for v in d.xyxy[i])
+            inner = np.zeros(rgb.shape[:2], bool)
+            inner[y1 + 2:y2 - 2, x1 + 2:x2 - 2] = True  # inside the box, off its outline
+            want = d.data["masks_full"][i] & inner
+            if want.sum() < 200:
+                continue
+            for mode, dets in (("logits", d), ("boolean", plain)):
+                one = dets[i]
+                one.tracker_id = np.array([1])
+                painted = (annotate(np.zeros_like(rgb), one, {}, {}, set()).max(axis=2) > 20) & inner
+                ious[mode].append((painted & want).sum() / (painted | want).sum())
+    assert len(ious["logits"]) >= 10
+    assert np.median(ious["logits"]) >= 0.98 and np.percentile(ious["logits"], 10) >= 0.95, ious
+    assert np.median(ious["logits"]) >= np.median(ious["boolean"]) + 0.05, ious
