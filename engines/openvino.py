@@ -68,9 +68,9 @@ def _metadata_yaml(path: Path) -> dict:
         return {}
     import yaml
 
-    data = yaml.safe_load(path.read_text()) or {}
-    return {str(k): (v if isinstance(v, str) else repr(v) if not isinstance(v, (list, dict)) else str(v))
-            for k, v in data.items()} if isinstance(data, dict) else {}
+    data = yaml.safe_load(path.read_text())
+    # as strings, the way ONNX metadata carries them (names as a dict literal, imgsz as a list literal)
+    return {str(k): v if isinstance(v, str) else str(v) for k, v in data.items()} if isinstance(data, dict) else {}
 
 
 def _framework_metadata(model) -> dict:
@@ -170,7 +170,7 @@ class OpenVinoEngine(Engine):
 
     def _run(self, batch: np.ndarray) -> list[np.ndarray]:
         if self._closed:
-            raise RuntimeError(f"{self.meta.path.name if hasattr(self, 'meta') else 'model'}: engine is closed")
+            raise RuntimeError("openvino engine is closed")
         req = self._request()
         req.infer({0: np.ascontiguousarray(batch, np.float32)})
         return [np.array(req.get_tensor(o).data, dtype=np.float32, copy=True) for o in self._outputs]

@@ -33,6 +33,10 @@ _HEAD_OUTPUT_CONV = re.compile(r"/model\.\d+/(cv2|cv3|cv4)\.\d+/(cv\d\.\d+\.\d+|
 _DFL = re.compile(r"/model\.\d+/dfl/")
 
 
+class CalibrationError(ValueError):
+    """The calibration source gives no usable frames (the message names it)."""
+
+
 def head_nodes(model) -> list[str]:
     """Names of the nodes left in float with keep_float="head": the head's output convolutions, the DFL,
     and every node after the last convolution (the box decoding and concatenation of the outputs)."""
@@ -100,7 +104,7 @@ def quantize_onnx(model_path: Path, frames: Iterable[np.ndarray], out: Path, *, 
                         calibrate_method=methods[method], nodes_to_exclude=excluded,
                         extra_options={"ActivationSymmetric": False, "WeightSymmetric": True})
         if reader.count == 0:
-            raise ValueError("no calibration frames: the source gave none")
+            raise CalibrationError("no calibration frames: the source gave none")
         model = onnx.load(str(raw))
     del model.metadata_props[:]
     for key, value in {**metadata, "precision": "int8", "quantization": f"QDQ int8 per-channel, {method}, "

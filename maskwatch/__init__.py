@@ -1,7 +1,9 @@
 """maskwatch: segment every object in camera streams, track it by its mask, alert when zone rules fire.
 
 The import names follow the data flow; the folders of a source checkout keep the same names at the
-repository's top (``pyproject.toml`` maps them with setuptools' ``package-dir``):
+repository's top. Installed, ``pyproject.toml`` maps them into the package (setuptools' ``package-dir``); in a
+checkout, links in ``maskwatch/`` (``maskwatch/pipeline -> ../pipeline``, ...) make them importable as they are,
+for scripts run without installing and for tools that read the package from its folder (import-linter):
 
     maskwatch.engines     engines/    model runtimes behind one interface, letterbox, output decoding
     maskwatch.zones       zones/      zone files, rule evaluation in mask space, alert lifecycle
@@ -25,7 +27,6 @@ from __future__ import annotations
 
 import importlib
 import os
-from pathlib import Path
 
 __version__ = "0.1.0"
 
@@ -37,14 +38,6 @@ __version__ = "0.1.0"
 # setting wins.
 for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
-
-# A source checkout that is not installed (a script run with the repository root on sys.path, as on a
-# training machine that cannot pip-install): the subpackages are the folders beside this one. Installed
-# (wheel or editable), the repository root holds no pyproject.toml beside a pipeline/ folder and nothing
-# changes.
-_checkout = Path(__file__).resolve().parent.parent
-if (_checkout / "pyproject.toml").is_file() and (_checkout / "pipeline" / "__init__.py").is_file():
-    __path__.append(str(_checkout))  # type: ignore[name-defined]  # noqa: F821
 
 _API = {
     # config and runtime

@@ -234,7 +234,7 @@ def cmd_quantize(args) -> int:
     import tempfile
 
     from maskwatch.engines import load_engine
-    from maskwatch.engines.quantize import quantize_onnx
+    from maskwatch.engines.quantize import CalibrationError, quantize_onnx
     from maskwatch.pipeline.calibration import calibration_frames
 
     from maskwatch.pipeline.config import is_url
@@ -263,9 +263,10 @@ def cmd_quantize(args) -> int:
             else:
                 frames = calibration_frames(args.calib, input_hw, args.frames)
             summary = quantize_onnx(model, frames, out, keep_float=args.keep_float, method=args.method)
-        except (ValueError, ImportError) as exc:
-            raise ConfigError(None, "--calib" if "calib" in str(exc) or "frames" in str(exc) else "MODEL",
-                              str(exc)) from None
+        except CalibrationError as exc:
+            raise ConfigError(None, "--calib", str(exc)) from None
+        except (ValueError, ImportError) as exc:  # the model cannot be quantized, or the [quantize] extra is missing
+            raise ConfigError(None, "MODEL", str(exc)) from None
     print(f"wrote {out} ({summary['frames']} calibration frames, {summary['kept_float']} nodes kept in float, "
           f"{summary['bytes_in'] / 2**20:.1f} -> {summary['bytes_out'] / 2**20:.1f} MiB)")
     return EXIT_OK

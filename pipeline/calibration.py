@@ -11,6 +11,7 @@ import cv2
 import numpy as np
 
 from maskwatch.engines import letterbox
+from maskwatch.engines.quantize import CalibrationError
 
 from .config import is_url
 from .redact import redact_url
@@ -24,13 +25,13 @@ def calibration_frames(source: str | Path, input_hw: tuple[int, int], n: int) ->
     """Up to ``n`` letterboxed RGB frames from ``source``, spread evenly over a file or folder (a live URL: its
     next ``n`` frames)."""
     if n < 1:
-        raise ValueError(f"frames must be >= 1, got {n}")
+        raise CalibrationError(f"frames must be >= 1, got {n}")
     src = str(source)
     path = Path(src)
     if not is_url(src) and path.is_dir():
         files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
         if not files:
-            raise ValueError(f"{path}: no images ({', '.join(IMAGE_SUFFIXES)}) in this folder")
+            raise CalibrationError(f"{path}: no images ({', '.join(IMAGE_SUFFIXES)}) in this folder")
         for f in files[:: max(1, len(files) // n)][:n]:
             bgr = cv2.imread(str(f), cv2.IMREAD_COLOR)
             if bgr is None:
@@ -39,7 +40,7 @@ def calibration_frames(source: str | Path, input_hw: tuple[int, int], n: int) ->
             yield letterbox(np.ascontiguousarray(bgr[..., ::-1]), input_hw)[0]
         return
     if not is_url(src) and not path.is_file():
-        raise ValueError(f"{src}: not a video file, an image folder or a camera URL")
+        raise CalibrationError(f"{src}: not a video file, an image folder or a camera URL")
     video = VideoSource("calibration", src, input_hw, keep_image=False,
                         options=SourceOptions(open_timeout_s=10.0, read_timeout_s=5.0))
     video.open()

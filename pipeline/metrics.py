@@ -118,10 +118,7 @@ class _StateCollector:
         pending = GaugeMetricFamily("maskwatch_outbox_pending", "Alert events in the outbox a sink has not "
                                     "acknowledged yet", labels=["sink"])
         for sink in p.sinks:
-            try:
-                pending.add_metric([sink.name], p.outbox.pending_count(sink.name))
-            except Exception:  # the outbox is closed at the very end of a run: report nothing then
-                pass
+            pending.add_metric([sink.name], p.outbox.pending_count(sink.name))
         yield pending
         if p.mqtt is not None:
             connected = GaugeMetricFamily("maskwatch_mqtt_connected", "1 while the MQTT broker connection is up")

@@ -33,15 +33,26 @@ OLD_NAMES = {"pipeline", "engines", "zones", "scenes"}
 def _repo_files() -> list[str]:
     out = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
                          capture_output=True, check=True).stdout
-    return [f for f in out.decode().split("\0") if f and (ROOT / f).is_file()]
+    return [f for f in out.decode().split("\0") if f and (ROOT / f).is_file() and not (ROOT / f).is_symlink()]
+
+
+def _repo_links() -> list[str]:
+    """The links in maskwatch/ that make the top-level folders importable in a checkout (maskwatch/pipeline ...)."""
+    return sorted(f"maskwatch/{p.name}" for p in (ROOT / "maskwatch").iterdir() if p.is_symlink())
+
+
+def test_the_checkout_links_point_at_the_folders():
+    links = {name.split("/")[1]: (ROOT / name).readlink() for name in _repo_links()}
+    assert links == {"engines": Path("../engines"), "zones": Path("../zones"), "pipeline": Path("../pipeline"),
+                     "scenes": Path("../scenes")}
 
 
 @pytest.fixture(scope="module")
 def clean_copy(tmp_path_factory) -> Path:
     dst = tmp_path_factory.mktemp("clone") / "maskwatch"
-    for f in _repo_files():
+    for f in _repo_files() + _repo_links():
         (dst / f).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(ROOT / f, dst / f)
+        shutil.copy2(ROOT / f, dst / f, follow_symlinks=False)
     return dst
 
 
@@ -133,8 +144,10 @@ def _lint_imports(tree: Path) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=300)
 
 
-def test_import_contracts_are_kept(unpacked):
-    proc = _lint_imports(unpacked)
+@pytest.mark.parametrize("where", ["checkout", "wheel"])
+def test_import_contracts_are_kept(unpacked, where):
+    """`lint-imports` in the repository (the links in maskwatch/ show it the whole package), and on the wheel."""
+    proc = _lint_imports(ROOT if where == "checkout" else unpacked)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
     assert "0 broken" in proc.stdout and "Analyzed" in proc.stdout
     for contract in ("Layers point down", "Nothing imports the command line", "No import cycles", "Ultralytics"):
@@ -184,7 +197,8 @@ def test_no_code_imports_the_folder_names():
 
 def test_a_source_checkout_imports_without_install(tmp_path):
     """A script run with the repository on sys.path and maskwatch not installed (a training machine that cannot
-    pip-install): ``-S`` skips site-packages' .pth files, so no editable install's finder helps here."""
+    pip-install) imports through the links in maskwatch/: ``-S`` skips site-packages' .pth files, so no editable
+    install's finder helps here."""
     code = ("import sys, maskwatch.scenes.dataset, maskwatch.evaluation.masks, maskwatch.pipeline.stages; "
             "print(maskwatch.scenes.dataset.__file__); print(maskwatch.pipeline.stages.__file__); "
             "print(any('editable' in type(f).__name__.lower() or 'editable' in repr(f).lower() for f in sys.meta_path))")
@@ -193,5 +207,6 @@ def test_a_source_checkout_imports_without_install(tmp_path):
                           timeout=120)
     assert proc.returncode == 0, proc.stderr
     scenes, stages, editable = proc.stdout.split("\n")[:3]
-    assert Path(scenes) == ROOT / "scenes" / "dataset.py" and Path(stages) == ROOT / "pipeline" / "stages.py"
+    assert Path(scenes).resolve() == ROOT / "scenes" / "dataset.py"
+    assert Path(stages).resolve() == ROOT / "pipeline" / "stages.py"
     assert editable == "False"

@@ -24,8 +24,6 @@ from maskwatch.scenes import make_scene
 
 from .helpers import BOX_PX, MIN_MASK_IOU, SCORE, box_iou_matrix, mask_iou, match_detections
 
-pytest.importorskip("openvino", reason="the openvino package (a core dependency) is not installed")
-
 ROOT = Path(__file__).resolve().parents[2]
 DEMO = ROOT / "models" / "maskwatch-demo-seg.onnx"
 CONF, IOU = 0.35, 0.6

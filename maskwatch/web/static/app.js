@@ -150,10 +150,18 @@ const MW = (() => {
     }
   }
 
-  function markCurrent() {
-    for (const a of document.querySelectorAll("header.top nav a[href]")) {
-      if (a.getAttribute("href") === location.pathname) a.setAttribute("aria-current", "page");
-    }
+  /** The top bar every page shares: brand, main links, camera links (filled by nav()), mode. */
+  function header() {
+    const top = $("header.top");
+    if (!top) return;
+    const links = [["/", "Overview"], ["/alerts", "Alerts"], ["/health", "Health"]].map(([href, text]) =>
+      el("a", {href, text, "aria-current": href === location.pathname ? "page" : null}));
+    fill(top, [
+      el("a", {class: "brand", href: "/", text: "maskwatch"}),
+      el("nav", {"aria-label": "Main"}, [...links, el("span", {class: "sep", "aria-hidden": "true"}),
+                                          el("span", {id: "nav-cameras"})]),
+      el("span", {id: "mode", class: "mode"}),
+    ]);
   }
 
   async function cameras() {
@@ -162,7 +170,7 @@ const MW = (() => {
     return data;
   }
 
-  document.addEventListener("DOMContentLoaded", markCurrent);
+  header();  // deferred scripts run after parsing, before the page's own script: its nav() finds the bar
 
   return {el, fill, append, $, api, ApiError, poll, num, ms, time, badge, severity, object, nav, cameras};
 })();
