@@ -66,10 +66,21 @@ def cmd_run(args) -> int:
         cfg.cameras[0].source = args.source if "://" in args.source else str(Path(args.source).resolve())
     if args.jsonl:
         cfg.alerts.jsonl = Path(args.jsonl)
-    check_files(cfg, args.config)
+    if args.ray:
+        from maskwatch.pipeline.config import ClusterConfig, check_ray_address
+
+        try:
+            check_ray_address(args.ray)
+        except ValueError as exc:
+            raise ConfigError(None, "--ray", str(exc)) from None
+        cfg.cluster = cfg.cluster or ClusterConfig()
+        cfg.cluster.address = args.ray
+    check_files(cfg, args.config, sources=cfg.cluster is None)  # cluster: file cameras are checked on their node
     for cam in cfg.cameras:
         if cam.zones:
             load_zone_file(cam.zones)
+    if cfg.cluster is not None:
+        return _run_cluster(cfg, args, explicit_web)
     seg = build_segmenter(cfg.model, args.config, cfg.tracker, threads=inference_plan(cfg)[1])
     check_rule_classes(cfg, seg.meta.names, args.config)
 
@@ -125,6 +136,91 @@ def cmd_run(args) -> int:
     if pipe.failure is not None:
         print(f"maskwatch: error: {pipe.failure}", file=sys.stderr)
         return EXIT_FAILURE
+    return EXIT_OK
+
+
+def _run_cluster(cfg, args, explicit_web: bool) -> int:
+    """The driver of a Ray cluster run: the workers run the pipelines, this process places and watches them."""
+    from maskwatch.cluster.driver import ClusterDriver
+    from maskwatch.pipeline.factory import check_rule_classes
+
+    if cfg.model.names:
+        names = dict(enumerate(cfg.model.names))
+    else:
+        names = _model_names(cfg.model.path)
+    if names:
+        check_rule_classes(cfg, names, args.config)
+    driver = ClusterDriver(cfg, args.config, loop=args.loop, max_frames=args.max_frames, log_level=args.log_level.upper())
+    driver.names = names
+
+    def on_signal(signum, _frame):
+        log.info("%s: stopping the cluster run (again to abort)", signal.Signals(signum).name)
+        driver.request_stop()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    t0 = time.monotonic()
+    console = None
+    try:
+        driver.start()
+        if cfg.web.enabled:
+            from maskwatch.web.backend import ClusterBackend
+            from maskwatch.web.server import start_console
+
+            console = start_console(ClusterBackend(driver), cfg.web, explicit=explicit_web, file=args.config)
+            if console is not None:
+                print(f"maskwatch: web console at {console.url}", file=sys.stderr, flush=True)
+        show = sys.stderr.isatty() and not args.no_progress
+        last_draw = [0.0]
+
+        def progress() -> None:
+            if not show or time.monotonic() - last_draw[0] < 0.5:
+                return
+            last_draw[0] = time.monotonic()
+            rows = driver.camera_rows()
+            sys.stderr.write("\r" + " | ".join(f"{r['camera']}@{r['worker']} {r.get('analysed', 0)}" for r in rows)
+                             + f" frames, {sum(r.get('fps') or 0 for r in rows):.1f} fps ")
+            sys.stderr.flush()
+
+        driver.run(progress)
+    finally:
+        if console is not None:
+            console.stop()
+    summary = driver.summary()
+    summary["seconds"] = round(time.monotonic() - t0, 3)
+    if args.summary:
+        Path(args.summary).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.summary).write_text(json.dumps(summary, indent=2))
+    for cid, s in summary["cameras"].items():
+        log.info("camera %s: worker %s on %s, %s analysed, %s alerts, %d restart(s)", cid, s["worker"], s["node"],
+                 s.get("analysed"), s.get("alerts"), s["restarts"])
+    if driver.failure is not None:
+        print(f"maskwatch: error: {driver.failure}", file=sys.stderr)
+        return EXIT_FAILURE
+    return EXIT_OK
+
+
+def cmd_cluster(args) -> int:
+    from maskwatch.cluster.driver import cluster_status
+    from maskwatch.pipeline.config import check_ray_address
+
+    try:
+        check_ray_address(args.address)
+    except ValueError as exc:
+        raise ConfigError(None, "ADDRESS", str(exc)) from None
+    rows = cluster_status(args.address, args.name, timeout_s=args.timeout)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return EXIT_OK
+    if not rows:
+        print(f"no maskwatch workers on {args.address}" + (f" named {args.name}/*" if args.name else ""))
+        return EXIT_FAILURE
+    cols = ["worker", "camera", "node", "pid", "state", "online", "fps", "analysed", "dropped", "active_alerts"]
+    table = [[("" if r[k] is None else str(r[k])) for k in cols] for r in rows]
+    widths = [max(len(c), *(len(t[i]) for t in table)) for i, c in enumerate(cols)]
+    print("  ".join(c.ljust(w) for c, w in zip(cols, widths)))
+    for t in table:
+        print("  ".join(v.ljust(w) for v, w in zip(t, widths)))
     return EXIT_OK
 
 
@@ -311,7 +407,20 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--web", metavar="HOST:PORT", help="serve the web console here (overrides web.listen; "
                                                       "not loopback: needs web.token_env)")
     r.add_argument("--no-web", action="store_true", help="no web console")
+    r.add_argument("--ray", metavar="ADDRESS", help="run the cameras on a Ray cluster (auto, local, ray://HOST:PORT "
+                                                    "or the head's HOST:PORT; overrides cluster.address)")
     r.set_defaults(func=cmd_run)
+
+    cl = sub.add_parser("cluster", help="`cluster status ADDRESS`: where each camera runs on a Ray cluster")
+    cl_sub = cl.add_subparsers(dest="cluster_command", metavar="ACTION", required=True)
+    cs = cl_sub.add_parser("status", help="the placement table: camera, worker, node, pid, fps, drops",
+                           description="Asks every maskwatch worker on the cluster for its status (no driver "
+                                       "needed). Exit 1 when there is none.")
+    cs.add_argument("address", help="auto, ray://HOST:PORT or the head's HOST:PORT")
+    cs.add_argument("--name", help="only this deployment (cluster.name)")
+    cs.add_argument("--json", action="store_true", help="rows as JSON")
+    cs.add_argument("--timeout", type=float, default=5.0, metavar="S", help="wait this long for answers")
+    cs.set_defaults(func=cmd_cluster)
 
     ed = sub.add_parser("edit", help="cameras and the zone editor only (no model, no alerts): set up zones",
                         description="Serve the web console with live views of the config's cameras and the zone "

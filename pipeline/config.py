@@ -267,6 +267,75 @@ class WebConfig(_Strict):
         return self
 
 
+RAY_ADDRESS_RE = re.compile(r"^(auto|local|ray://[A-Za-z0-9.\[\]:_-]+:[0-9]{1,5}|[A-Za-z0-9.\[\]:_-]+:[0-9]{1,5})$")
+RESOURCE_NAME = r"^[A-Za-z_][A-Za-z0-9_.:-]{0,63}$"
+
+
+def check_ray_address(address: str) -> str:
+    if not RAY_ADDRESS_RE.match(address):
+        raise ValueError("expected auto, local, ray://HOST:PORT or HOST:PORT (the head's GCS address)")
+    return address
+
+
+class WorkerResources(_Strict):
+    num_cpus: float = Field(1.0, ge=0, le=1024, description="CPUs each worker reserves; also its inference threads "
+                                                           "(rounded, at least 1) unless model.threads is set.")
+    num_gpus: float = Field(0.0, ge=0, le=64, description="GPUs each worker reserves (fractions share a GPU).")
+    resources: dict[str, float] = Field(default_factory=dict, description="Custom Ray resources each worker needs "
+                                        "(e.g. {site_a: 1} with `ray start --resources '{\"site_a\": 4}'`).")
+
+    @field_validator("resources")
+    @classmethod
+    def _names(cls, v: dict[str, float]) -> dict[str, float]:
+        for name, amount in v.items():
+            if not re.match(RESOURCE_NAME, name) or name in ("CPU", "GPU", "memory"):
+                raise ValueError(f"resource name {name!r}: letters, digits, '_', '.', ':', '-' (not CPU/GPU/memory)")
+            if not 0 < amount <= 1e6:
+                raise ValueError(f"resource {name!r}: amount must be > 0, got {amount}")
+        return v
+
+
+class ClusterConfig(_Strict):
+    address: str = Field("auto", description="Ray cluster: auto (the cluster this machine runs, `ray start`), "
+                                             "local (start a private one-machine cluster), ray://HOST:PORT (Ray "
+                                             "Client) or HOST:PORT (the head's GCS address).")
+    name: str = Field("maskwatch", pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$",
+                      description="This deployment's name on the cluster: its workers are named actors "
+                                  "<name>/w<N> (one driver per name; a restarted driver takes the names over).")
+    cameras_per_worker: int = Field(4, ge=1, le=256, description="Cameras one worker actor runs (one Pipeline, "
+                                                                "batched inference across its cameras).")
+    worker_resources: WorkerResources = Field(default_factory=WorkerResources,
+                                              description="What each worker reserves on its node.")
+    camera_resources: dict[str, dict[str, float]] = Field(
+        default_factory=dict, description="Per camera id, extra custom resources its worker needs: pins the camera "
+                                          "to nodes that have them (a site's node). Cameras with the same pins share "
+                                          "workers.")
+    max_restarts: int = Field(-1, ge=-1, le=1_000_000, description="Restarts of a worker after its process or node "
+                                                                   "died (-1: without limit).")
+    worker_dir: str = Field("~/.maskwatch/cluster", min_length=1,
+                            description="Folder on each worker node for the model, zone files and the worker's "
+                                        "outbox (a persistent disk: undelivered alerts wait there).")
+    status_interval_s: float = Field(0.5, ge=0.05, le=60, description="The driver asks every worker for its status "
+                                                                      "this often.")
+    worker_timeout_s: float = Field(10.0, ge=0.5, le=3600, description="A worker that has not answered for this long "
+                                                                       "counts as lost (its alerts end).")
+    takeover_timeout_s: float = Field(60.0, ge=0, le=3600,
+                                      description="At start, wait this long for the workers of a previous driver of "
+                                                  "the same name to go (Ray stops them when their driver died).")
+
+    @field_validator("address")
+    @classmethod
+    def _address(cls, v: str) -> str:
+        return check_ray_address(v.strip())
+
+    @field_validator("camera_resources")
+    @classmethod
+    def _pins(cls, v: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+        for pins in v.values():
+            WorkerResources._names(pins)
+        return v
+
+
 class PipelineConfig(_Strict):
     frame_ring_slots: int = Field(4, ge=1, le=1024, description="Slots of each file camera's frame ring.")
     live_frame_ring_slots: int = Field(1, ge=1, le=1024,
@@ -298,6 +367,8 @@ class Config(_Strict):
     alerts: AlertsConfig = AlertsConfig()
     pipeline: PipelineConfig = PipelineConfig()
     web: WebConfig = WebConfig()
+    cluster: ClusterConfig | None = Field(None, description="Run the cameras on a Ray cluster (`maskwatch run "
+                                                           "--ray ADDRESS` sets it too); omitted: this machine.")
 
     @field_validator("cameras")
     @classmethod
@@ -308,6 +379,15 @@ class Config(_Strict):
                 raise ValueError(f"duplicate camera id {cam.id!r}")
             seen.add(cam.id)
         return cams
+
+    @model_validator(mode="after")
+    def _pinned_cameras_exist(self) -> "Config":
+        if self.cluster is not None:
+            ids = [c.id for c in self.cameras]
+            for cid in self.cluster.camera_resources:
+                if cid not in ids:
+                    raise ValueError(f"cluster.camera_resources: unknown camera {cid!r}, expected one of {ids}")
+        return self
 
     @model_validator(mode="after")
     def _classes_need_names(self) -> "Config":
@@ -383,12 +463,13 @@ def load_config(path: str | Path) -> Config:
     return parse_config(read_yaml(path, "config file"), path, path.resolve().parent)
 
 
-def check_files(cfg: Config, file: str | Path | None = None) -> None:
-    """Files the config names must exist (run and check call this before starting)."""
+def check_files(cfg: Config, file: str | Path | None = None, sources: bool = True) -> None:
+    """Files the config names must exist (run and check call this before starting); ``sources=False``: not
+    the file cameras (a cluster driver: they are checked on the worker's node)."""
     if not cfg.model.path.is_file() and not (cfg.model.path.is_dir() and cfg.model.path.name.endswith("_openvino_model")):
         raise ConfigError(file, "model.path", f"model file not found: {cfg.model.path}")
     for i, cam in enumerate(cfg.cameras):
-        if not is_url(cam.source) and not Path(cam.source).is_file():
+        if sources and not is_url(cam.source) and not Path(cam.source).is_file():
             raise ConfigError(file, f"cameras[{i}].source", f"video file not found: {cam.source}")
         if cam.zones is not None and not cam.zones.is_file():
             raise ConfigError(file, f"cameras[{i}].zones", f"zone file not found: {cam.zones}")

@@ -101,9 +101,12 @@ class MqttSink:
 
     name = "mqtt"
 
-    def __init__(self, cfg: MqttConfig, env: dict[str, str] | None = None) -> None:
+    def __init__(self, cfg: MqttConfig, env: dict[str, str] | None = None, status_topic: str | None = None) -> None:
+        """``status_topic``: this client's presence topic (``online``; ``offline`` as its will), default
+        ``<prefix>/status``; a cluster worker uses ``<prefix>/workers/<worker>/status``, the driver the default."""
         self.cfg = cfg
         self.prefix = cfg.topic_prefix
+        self._status_topic = status_topic or f"{self.prefix}/status"
         self.qos = cfg.qos
         self.state_qos = min(1, cfg.qos)  # retained state: latest value wins, QoS 2 buys nothing
         password = _password(cfg, os.environ if env is None else env)
@@ -153,7 +156,7 @@ class MqttSink:
     # -- topics ---------------------------------------------------------------------------
     @property
     def status_topic(self) -> str:
-        return f"{self.prefix}/status"
+        return self._status_topic
 
     def alerts_topic(self, camera: str) -> str:
         return f"{self.prefix}/{topic_level(camera)}/alerts"

@@ -7,6 +7,11 @@ again while MQTT is still behind. A row is deleted once every configured sink's 
 set. Rows left by a killed process are sent first on the next start (they have the lowest
 row numbers).
 
+Open alerts: the outbox also keeps, in the same transaction as each event, the latest event of every
+alert that started and has not ended (table ``open_alerts``). A process killed with alerts active leaves
+them there; the next start finds them in ``left_open`` and ends them (``Pipeline``: ``extra.reason``
+``restarted``), so no consumer waits forever for an ``end``.
+
 Bounded: ``max_rows`` undelivered rows at most. When full, the oldest ``update`` rows are
 dropped first; ``start`` / ``end`` rows only when no ``update`` is left ("forced"). With
 ``max_age_s``, rows older than that are dropped, whatever their type. Every drop is
@@ -36,6 +41,11 @@ CREATE TABLE IF NOT EXISTS outbox (
     payload TEXT NOT NULL,
     created_s REAL NOT NULL DEFAULT ((julianday('now') - 2440587.5) * 86400.0),
     acked_by INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS open_alerts (
+    alert_id TEXT PRIMARY KEY,
+    camera TEXT NOT NULL,
+    payload TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS sinks (
     name TEXT PRIMARY KEY,
@@ -89,6 +99,9 @@ class Outbox:
             db.execute("ALTER TABLE outbox ADD COLUMN acked_by INTEGER NOT NULL DEFAULT 0")
         db.executescript(INDEXES)
         self._rows = int(db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])
+        # alerts a previous process started and never ended (killed); oldest first
+        self.left_open: list[AlertEvent] = [AlertEvent.from_json(p) for (p,) in db.execute(
+            "SELECT payload FROM open_alerts ORDER BY rowid")]
         self.expire()
 
     def _conn(self) -> sqlite3.Connection:
@@ -151,10 +164,16 @@ class Outbox:
                     over = self._rows - self.max_rows + 1
                 if over > 0:
                     dropped = self._make_room(db, over)
+            payload = event.to_json()
             cur = db.execute(
                 "INSERT INTO outbox (camera, alert_id, type, seq, payload) VALUES (?, ?, ?, ?, ?)",
-                (event.camera, event.id, event.type, event.seq, event.to_json()),
+                (event.camera, event.id, event.type, event.seq, payload),
             )
+            if event.type == "end":
+                db.execute("DELETE FROM open_alerts WHERE alert_id = ?", (event.id,))
+            else:
+                db.execute("INSERT OR REPLACE INTO open_alerts (alert_id, camera, payload) VALUES (?, ?, ?)",
+                           (event.id, event.camera, payload))
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")

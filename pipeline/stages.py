@@ -504,8 +504,23 @@ class Pipeline:
         self.snapshots.run(self.abort, done=self.analytics_done.is_set)
 
     # -- run ----------------------------------------------------------------------------
+    def _end_left_open(self) -> None:
+        """Alerts a killed process left active end now (``extra.reason: restarted``), before any new event:
+        no consumer waits forever for their ``end``."""
+        cams = {c.id: c for c in self.cameras}
+        left, self.outbox.left_open = self.outbox.left_open, []
+        for ev in left:
+            end = ev.ended("restarted", time.time())
+            if ev.camera in cams:
+                self._store(cams[ev.camera], end)
+            else:  # a camera no longer in the config
+                self.outbox.add(end)
+        if left:
+            log.warning("outbox: %d alert(s) left active by an earlier run end now (reason: restarted)", len(left))
+
     def start(self) -> None:
         multi = len(self.cameras) > 1
+        self._end_left_open()
         for c in self.cameras:
             self._thread(f"camera:{c.id}/source", c.id, "source", lambda c=c: self._source(c)).start()
         seg = self.segmenter

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Literal
 
 
@@ -61,3 +61,13 @@ class AlertEvent:
         d = dict(d)
         d["objects"] = [AlertObject.from_dict(o) for o in d.get("objects", [])]
         return cls(**d)
+
+    @classmethod
+    def from_json(cls, text: str) -> "AlertEvent":
+        return cls.from_dict(json.loads(text))
+
+    def ended(self, reason: str, wall_s: float) -> "AlertEvent":
+        """The ``end`` of this alert when its own process can no longer end it (``extra.reason`` says why:
+        ``restarted`` after a killed process, ``worker_lost`` when a cluster worker's node is gone)."""
+        return replace(self, type="end", seq=self.seq + 1, wall_time=wall_s, ended_at=wall_s,
+                       objects=list(self.objects), extra={**self.extra, "reason": reason})

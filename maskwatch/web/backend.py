@@ -1,7 +1,8 @@
 """What the console reads and writes, behind one small interface, for both modes:
 
 - ``PipelineBackend``: a running ``Pipeline`` (``maskwatch run``): live frames with detections, alerts, metrics;
-- ``PreviewBackend``: cameras only, no model, no alerts (``maskwatch edit``): set up zones before anything else.
+- ``PreviewBackend``: cameras only, no model, no alerts (``maskwatch edit``): set up zones before anything else;
+- ``ClusterBackend``: a cluster driver (cameras, alerts and metrics as its workers report them; no live view).
 
 The console never reaches into a stage: it reads references the analytics threads swap in
 (``Pipeline.latest``), counters, bounded lists of recent alerts, and the metrics registry; it writes only
@@ -15,6 +16,7 @@ import threading
 import time
 from collections import deque
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, generate_latest
 
@@ -24,6 +26,9 @@ from maskwatch.pipeline.sources import LiveRunner, SourceOptions, VideoSource
 from maskwatch.pipeline.stages import Pipeline
 from maskwatch.pipeline.types import Frame
 from maskwatch.zones import ZoneFileError, load_zone_file
+
+if TYPE_CHECKING:
+    from maskwatch.cluster.driver import ClusterDriver
 
 log = logging.getLogger(__name__)
 PREVIEW_INPUT_HW = (384, 640)  # edit mode letterboxes to this: a 16:9 frame's content is 640x360
@@ -234,6 +239,49 @@ class PreviewBackend(Backend):
 
     def zone_path(self, cid: str) -> Path | None:
         return self._cams[cid].zones
+
+    @property
+    def registry(self) -> CollectorRegistry:
+        return self._registry
+
+
+class ClusterBackend(Backend):
+    """A cluster driver (``maskwatch run`` on Ray): cameras, alerts and metrics as the workers report them;
+    zone files are the driver's (an edit reaches the camera's worker). No live view: frames stay on the workers."""
+
+    mode = "cluster"
+
+    def __init__(self, driver: ClusterDriver) -> None:
+        from maskwatch.cluster.metrics import cluster_registry
+
+        self.driver = driver
+        self.names = dict(getattr(driver, "names", {}) or {})
+        self._zones = {c.id: c.zones for c in driver.cfg.cameras}
+        self._registry = cluster_registry(driver)
+
+    def camera_ids(self) -> list[str]:
+        return list(self._zones)
+
+    def camera(self, cid: str) -> dict:
+        r = next(r for r in self.driver.camera_rows() if r["camera"] == cid)
+        return {"id": cid, "source": r["source"], "online": r["online"], "fps": r.get("fps") or 0.0,
+                "decoded": r.get("decoded", 0), "inferred": r.get("inferred", 0), "analysed": r.get("analysed", 0),
+                "dropped": r.get("dropped", 0), "latency_ms": r.get("latency_ms") or {"p50": None, "p99": None},
+                "reconnects": r.get("reconnects", 0), "alerts": r.get("alerts", 0), "tracks": r.get("tracks", 0),
+                "active_alerts": r.get("active_alerts", []), "frame_wh": None,
+                "has_zones": self._zones[cid] is not None, "worker": r["worker"], "node": r["node"]}
+
+    def latest(self, cid: str) -> tuple | None:
+        return None
+
+    def zone_path(self, cid: str) -> Path | None:
+        return self._zones[cid]
+
+    def alerts(self) -> list[dict]:
+        return list(self.driver.recent_alerts)
+
+    def health(self) -> tuple[bool, str]:
+        return self.driver.health()
 
     @property
     def registry(self) -> CollectorRegistry:
