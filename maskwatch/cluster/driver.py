@@ -70,8 +70,8 @@ def connect(address: str, *, quiet: bool = False):
     if ray.is_initialized():
         return ray
     kwargs: dict[str, Any] = {"namespace": NAMESPACE, "logging_level": logging.WARNING, "log_to_driver": not quiet}
-    if address == "local":
-        ray.init(num_cpus=os.cpu_count() or 1, include_dashboard=False, **kwargs)
+    if address == "local":  # a new instance even when another runs on this machine
+        ray.init(address="local", num_cpus=os.cpu_count() or 1, include_dashboard=False, **kwargs)
     else:
         ray.init(address=address, **kwargs)
     return ray

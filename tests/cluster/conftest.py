@@ -93,7 +93,8 @@ class Driver:
         self.summary = config.parent / "summary.json"
         log = open(self.log_path, "wb")
         self.proc = subprocess.Popen([sys.executable, "-m", "maskwatch", "run", str(config), "--ray", address,
-                                      "--no-web", "--no-progress", "--summary", str(self.summary), *extra],
+                                      *([] if "--web" in extra else ["--no-web"]), "--no-progress",
+                                      "--summary", str(self.summary), *extra],
                                      stdout=log, stderr=subprocess.STDOUT, cwd=config.parent)
         log.close()
 

@@ -10,20 +10,23 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 import ray
 import yaml
 
-from maskwatch.cluster.worker import CameraWorker
+from maskwatch.cluster.worker import CameraWorker, sha256
 from maskwatch.pipeline.config import load_config
 from maskwatch.pipeline.factory import build_segmenter
 from maskwatch.pipeline.stages import Pipeline
 from tests.conftest import write_clip, write_config
 from tests.pipeline.conftest import Subscriber, broker  # noqa: F401 - the broker fixture
-from tests.pipeline.conftest import broker_factory, wait_for  # noqa: F401
+from tests.pipeline.conftest import broker_factory, free_port, wait_for  # noqa: F401
 
 NAMESPACE = "maskwatch"
 CAMS = ("cam1", "cam2", "cam3", "cam4")
@@ -81,6 +84,14 @@ def wait_value(fn, timeout: float, what: str, interval: float = 0.1):
             raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
         time.sleep(interval)
     return value
+
+
+def _get(url: str) -> str | None:
+    try:
+        r = httpx.get(url, timeout=5)
+    except httpx.HTTPError:
+        return None
+    return r.text if r.status_code == 200 else None
 
 
 def jsonl_events(root: Path) -> list[dict]:
@@ -161,6 +172,14 @@ def test_worker_killed_then_node_lost(ray_cluster, tmp_path, model_path, model_n
         return st
 
     wait_value(lambda: running("fail/w0", alerts=True) and running("fail/w1"), 90, "both workers running", 0.2)
+
+    # a zone file edited on the driver reaches the workers (hot reload there): the rule has a new id
+    zones = tmp_path / "zones.yaml"
+    zones.write_text(zones.read_text().replace("id: anything", "id: edited"))
+    new_sha = sha256(zones.read_text())
+    edited = lambda name: (s := status(name)) and all(c["zones_sha"] == new_sha for c in s["cameras"].values()) \
+        and any(e["rule"] == "edited" and e["type"] == "start" for e in s["recent_alerts"]) and s  # noqa: E731
+    wait_value(lambda: edited("fail/w0") and edited("fail/w1"), 30, "the edited zones on both workers")
     with pytest.raises(ValueError):  # Ray's actor ownership: one live actor per name, so one processor per camera
         ray.remote(CameraWorker).options(name="fail/w0", namespace=NAMESPACE).remote({}, {})
 
@@ -173,6 +192,9 @@ def test_worker_killed_then_node_lost(ray_cluster, tmp_path, model_path, model_n
     back_s = time.monotonic() - t0
     assert not alive(st0["pid"])
     assert ray_cluster.node_name(back["node_id"]) == "a"  # still pinned to its site
+    # it started from the driver's first zone text; the driver sent the edited one again
+    wait_value(lambda: (s := edited("fail/w0")) and s["incarnation"] == back["incarnation"], 30,
+               "the edited zones on the restarted worker")
 
     # 2. a node lost for good
     st1 = wait_value(lambda: running("fail/w1", alerts=True), 30, "worker w1 with an active alert")
@@ -223,14 +245,103 @@ def test_driver_killed_then_restarted(ray_cluster, tmp_path, model_path, model_n
     wait_for(lambda: not any(alive(p) for p in old), 30, 0.1, "the dead driver's workers to stop")
     orphan_s = time.monotonic() - t0
 
-    second = drivers(cfg, ray_cluster.address, "--loop")
+    port = free_port()
+    second = drivers(cfg, ray_cluster.address, "--loop", "--web", f"127.0.0.1:{port}")
     wait_for(lambda: all((s := status(f"takeover/{w}")) and s["pid"] not in old and
                          all(c["analysed"] > 3 for c in s["cameras"].values()) for w in ("w0", "w1")),
              90, 0.2, "the new driver's workers running")
     new = [status(f"takeover/{w}")["pid"] for w in ("w0", "w1")]
+
+    # the placement table, from the workers themselves (no driver involved)
+    out = subprocess.run([sys.executable, "-m", "maskwatch", "cluster", "status", ray_cluster.address, "--name",
+                          "takeover", "--json"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr[-3000:]
+    rows = {r["camera"]: r for r in json.loads(out.stdout)}
+    assert set(rows) == set(CAMS)
+    assert {rows[c]["worker"] for c in ("cam1", "cam2")} == {"takeover/w0"}
+    assert all(r["node"] == "127.0.0.1" and r["state"] == "running" and r["pid"] in new for r in rows.values())
+    # the driver's console: cluster-wide metrics labelled by worker and node, cameras with their placement
+    base = f"http://127.0.0.1:{port}"
+    wait_for(lambda: _get(base + "/metrics") is not None, 30, 0.2, "the driver's console")
+    metrics = _get(base + "/metrics")
+    assert 'maskwatch_camera_fps{camera="cam1",node="127.0.0.1",worker="w0"}' in metrics
+    assert 'maskwatch_worker_up{node="127.0.0.1",worker="w1"} 1.0' in metrics
+    cams = json.loads(_get(base + "/api/cameras"))
+    assert cams["mode"] == "cluster"
+    assert {c["id"]: c["worker"] for c in cams["cameras"]} == {"cam1": "w0", "cam2": "w0", "cam3": "w1", "cam4": "w1"}
     second.proc.send_signal(signal.SIGINT)
     assert second.wait(60) == 0, second.log()
     wait_for(lambda: not any(alive(p) for p in new), 15, what="worker processes to end")
     assert not ray.util.list_named_actors(all_namespaces=True) or all(
         not a["name"].startswith("takeover/") for a in ray.util.list_named_actors(all_namespaces=True))
     print(f"workers of a killed driver gone after {orphan_s:.1f} s")
+
+
+def test_local_mode_starts_and_stops_its_own_ray(tmp_path, model_path, model_names, clips, drivers):
+    """``--ray local``: the driver starts a private Ray on this machine (loopback), runs the cameras there,
+    and leaves none of its processes behind."""
+    before = set(_ray_pids())
+    cfg = cluster_config(tmp_path, model_path, model_names, clips, "solo", camera_resources={})
+    drv = drivers(cfg, "local")
+    assert drv.wait(180) == 0, drv.log()
+    summary = json.loads(drv.summary.read_text())
+    assert all(c["analysed"] == 40 and c["node"] == "127.0.0.1" for c in summary["cameras"].values())
+    wait_for(lambda: not (set(_ray_pids()) - before), 20, 0.2, "the local Ray's processes to end")
+
+
+def _ray_pids() -> list[int]:
+    out = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                cmd = (d / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if b"ray" in cmd and (b"raylet" in cmd or b"gcs_server" in cmd or b"default_worker" in cmd
+                                  or b"ray::" in cmd or b"dashboard" in cmd or b"log_monitor" in cmd):
+                out.append(int(d.name))
+    return out
+
+
+@pytest.mark.parametrize("args, field", [
+    (["--ray", "http://head:6379"], "--ray"),
+])
+def test_bad_cluster_options_exit_2(tmp_path, model_path, model_names, clips, args, field):
+    cfg = write_config(tmp_path, model_path, clips["cam1"], model_names)
+    out = subprocess.run([sys.executable, "-m", "maskwatch", "run", str(cfg), *args], capture_output=True,
+                         text=True, timeout=60)
+    assert out.returncode == 2 and field in out.stderr and "Traceback" not in out.stderr, out.stderr
+
+
+@pytest.mark.parametrize("cluster, field, expect", [
+    ({"camera_resources": {"nope": {"site_a": 1}}}, "cluster.camera_resources", "unknown camera 'nope'"),
+    ({"address": "http://x"}, "cluster.address", "ray://HOST:PORT"),
+    ({"worker_resources": {"resources": {"CPU": 1}}}, "cluster.worker_resources.resources", "not CPU/GPU"),
+    ({"cameras_per_worker": 0}, "cluster.cameras_per_worker", "greater than or equal to 1"),
+])
+def test_bad_cluster_section_exit_2(tmp_path, model_path, model_names, clips, cluster, field, expect):
+    cfg = write_config(tmp_path, model_path, clips["cam1"], model_names, extra={"cluster": cluster})
+    out = subprocess.run([sys.executable, "-m", "maskwatch", "check", str(cfg)], capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 2 and field in out.stderr and expect in out.stderr, out.stderr
+    assert "Traceback" not in out.stderr and len(out.stderr.strip().splitlines()) == 1
+
+
+def test_plan_groups_cameras_by_pins(tmp_path, model_path, model_names, clips):
+    from maskwatch.cluster.driver import plan_workers
+
+    cams = [{"id": f"c{i}", "source": str(clips["cam1"])} for i in range(7)]
+    cfg = load_config(write_config(tmp_path, model_path, None, model_names, cameras=cams, extra={"cluster": {
+        "cameras_per_worker": 2, "worker_resources": {"num_cpus": 1, "resources": {"gpu_box": 1}},
+        "camera_resources": {"c1": {"site_a": 1}, "c4": {"site_a": 1}, "c5": {"site_a": 1}}}}))
+    plans = [(p.name, p.cameras, p.resources) for p in plan_workers(cfg)]
+    assert plans == [("w0", ["c0", "c2"], {"gpu_box": 1}), ("w1", ["c3", "c6"], {"gpu_box": 1}),
+                     ("w2", ["c1", "c4"], {"gpu_box": 1, "site_a": 1}), ("w3", ["c5"], {"gpu_box": 1, "site_a": 1})]
+
+
+def test_a_run_without_a_cluster_never_imports_ray(tmp_path, model_path, model_names, clips):
+    cfg = write_config(tmp_path, model_path, clips["cam1"], model_names)
+    code = ("import sys; from maskwatch.cli import main; rc = main(['run', sys.argv[1], '--no-web', '--max-frames', "
+            "'5']); assert rc == 0, rc; assert 'ray' not in sys.modules, 'ray was imported'; print('ok')")
+    out = subprocess.run([sys.executable, "-c", code, str(cfg)], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-3000:]

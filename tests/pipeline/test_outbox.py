@@ -274,3 +274,25 @@ def test_without_sinks_rows_are_removed(tmp_path):
     while pub.step():
         pass
     assert ob.count() == 0 and ob.delivered == 3
+
+
+def test_open_alerts_are_remembered_until_their_end(tmp_path):
+    """A process killed with alerts active leaves them in ``open_alerts`` (same transaction as the event);
+    the next Outbox finds them in ``left_open`` with their latest event; ended alerts are not there."""
+    ob = Outbox(tmp_path / "o.sqlite")
+    ob.add(_ev(1, "start"))
+    ob.add(_ev(1, "update", seq=1))
+    ob.add(_ev(2, "start"))
+    ob.add(_ev(2, "end", seq=1))
+    ob.add(_ev(3, "start", camera="cam2"))
+    assert ob.left_open == []  # nothing was open when it opened
+    ob.close()  # as if killed: no end for 1 and 3
+    again = Outbox(tmp_path / "o.sqlite")
+    left = {e.id: e for e in again.left_open}
+    assert set(left) == {"cam1:r:1", "cam2:r:3"}
+    assert left["cam1:r:1"].seq == 1 and left["cam1:r:1"].type == "update"
+    end = left["cam1:r:1"].ended("restarted", 5.0)
+    assert (end.type, end.seq, end.ended_at, end.extra["reason"]) == ("end", 2, 5.0, "restarted")
+    again.add(end)
+    again.close()
+    assert [e.id for e in Outbox(tmp_path / "o.sqlite").left_open] == ["cam2:r:3"]

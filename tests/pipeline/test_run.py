@@ -307,3 +307,29 @@ def test_a_slow_camera_does_not_hold_up_the_others(tmp_path, model_path, model_n
     assert [c.stats.analysed for c in pipe.cameras] == [40, 40]  # files stay lossless
     # measured: 5 (before inference skipped full rings: 31, b moved at a's pace once a's ring was full)
     assert done_b_at_a and done_b_at_a[0] < 20, f"camera b finished when a had analysed {done_b_at_a}"
+
+
+def test_alerts_left_active_by_a_killed_run_end_at_the_next_start(tmp_path, clip, model_path, model_names):
+    """The outbox of a run killed mid-alert still holds the alert as open: the next run ends it first
+    (``extra.reason: restarted``, the next seq), so a consumer that saw its start gets an end."""
+    from maskwatch.pipeline.outbox import Outbox
+    from maskwatch.zones import AlertObject
+
+    cfg = load_config(write_config(tmp_path, model_path, clip, model_names))
+    ob = Outbox(cfg.alerts.outbox)
+    killed = AlertEvent(id="cam1:anything:1:0@old", type="start", camera="cam1", rule="anything",
+                        rule_type="intrusion", zone="all", severity="warning",
+                        objects=[AlertObject(1, model_names[0], 0.9, [0, 0, 10, 10])], frame_index=0, pts_s=0.0,
+                        wall_time=1.0, started_at=1.0, started_pts_s=0.0)
+    ob.add(killed)
+    ob.close()
+    from maskwatch.pipeline.factory import build_segmenter
+
+    pipe = Pipeline(cfg, build_segmenter(cfg.model, None, cfg.tracker))
+    pipe.start()
+    pipe.wait()
+    events = [json.loads(x) for x in cfg.alerts.jsonl.read_text().splitlines()]
+    assert events[1]["id"] == killed.id and events[1]["type"] == "end"  # right after the old start is delivered
+    assert events[1]["seq"] == 1 and events[1]["extra"]["reason"] == "restarted"
+    validate_event(events[1])
+    assert pipe.outbox.left_open == [] and not Outbox(cfg.alerts.outbox).left_open
