@@ -29,7 +29,7 @@ def cmd_check(args) -> int:
     from maskwatch.pipeline.redact import redact_url
 
     cfg = load_config(args.config)
-    check_files(cfg, args.config)
+    check_files(cfg, args.config, sources=cfg.cluster is None)
     zone_files = {c.id: load_zone_file(c.zones) for c in cfg.cameras if c.zones}
     seg = build_segmenter(cfg.model, args.config)
     check_rule_classes(cfg, seg.meta.names, args.config)
@@ -42,6 +42,13 @@ def cmd_check(args) -> int:
         zf = zone_files.get(cam.id)
         zones = f"{len(zf.zones)} zones, {len(zf.rules)} rules" if zf else "no zones"
         print(f"camera {cam.id}: {redact_url(cam.source)} ({zones})")
+    if cfg.cluster is not None:
+        from maskwatch.cluster.driver import plan_workers
+
+        plans = plan_workers(cfg)
+        print(f"cluster: {cfg.cluster.address}, {len(plans)} worker(s) named {cfg.cluster.name}/w<N>: "
+              + "; ".join(f"{p.name} {', '.join(p.cameras)}" + (f" (needs {p.resources})" if p.resources else "")
+                          for p in plans))
     web = cfg.web
     if web.enabled:
         from maskwatch.web.server import console_token
@@ -75,7 +82,8 @@ def cmd_run(args) -> int:
             raise ConfigError(None, "--ray", str(exc)) from None
         cfg.cluster = cfg.cluster or ClusterConfig()
         cfg.cluster.address = args.ray
-    check_files(cfg, args.config, sources=cfg.cluster is None)  # cluster: file cameras are checked on their node
+    # a cluster's file cameras are checked on their worker's node (here too for a private local cluster)
+    check_files(cfg, args.config, sources=cfg.cluster is None or cfg.cluster.address == "local")
     for cam in cfg.cameras:
         if cam.zones:
             load_zone_file(cam.zones)

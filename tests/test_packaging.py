@@ -150,7 +150,8 @@ def test_import_contracts_are_kept(unpacked, where):
     proc = _lint_imports(ROOT if where == "checkout" else unpacked)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
     assert "0 broken" in proc.stdout and "Analyzed" in proc.stdout
-    for contract in ("Layers point down", "Nothing imports the command line", "No import cycles", "Ultralytics"):
+    for contract in ("Layers point down", "Nothing imports the command line", "No import cycles", "Ultralytics",
+                     "Ray is imported by the cluster package only"):
         assert contract in proc.stdout, proc.stdout
 
 
@@ -161,6 +162,8 @@ def test_import_contracts_are_kept(unpacked, where):
     ("pipeline/_cli.py", "from maskwatch.cli import main\n", "maskwatch.pipeline._cli -> maskwatch.cli"),
     ("evaluation/_cli.py", "import maskwatch.cli\n", "maskwatch.evaluation._cli -> maskwatch.cli"),
     ("scenes/_yolo.py", "import ultralytics\n", "maskwatch.scenes._yolo -> ultralytics"),
+    ("pipeline/_ray.py", "import ray\n", "maskwatch.pipeline._ray -> ray"),
+    ("pipeline/_cluster.py", "from maskwatch.cluster import driver\n", "maskwatch.pipeline._cluster -> maskwatch.cluster"),
 ])
 def test_a_broken_contract_fails(unpacked, tmp_path, module, source, broken):
     tree = tmp_path / "tree"

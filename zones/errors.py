@@ -18,6 +18,9 @@ class ConfigError(Exception):
         where = f"{self.file}: " if self.file else ""
         super().__init__(f"{where}{field}: {message}" if field else f"{where}{message}")
 
+    def __reduce__(self):  # picklable (a cluster worker's error travels to the driver): rebuilt from its parts
+        return type(self), (self.file, self.field, self.message)
+
 
 class ZoneFileError(ConfigError):
     """A zone file is wrong."""

@@ -187,6 +187,8 @@ class ClusterDriver:
         self._abort = threading.Event()
         self._publisher_thread: threading.Thread | None = None
         self.lost_alerts_ended = 0
+        self.names: dict[int, str] = {}  # the model's class names (the console offers them)
+        self.latest_frames: dict[str, tuple] = {}  # camera -> the latest frame fetched for the console
 
     # -- start ------------------------------------------------------------------------------
     def start(self) -> None:
@@ -278,7 +280,7 @@ class ClusterDriver:
             ref, w.pending = w.pending, None
             try:
                 st = ray.get(ref)
-            except ray.exceptions.RayActorError as exc:
+            except ray.exceptions.RayError as exc:
                 self._down(w, exc)
             else:
                 self._up(w, st)
@@ -321,6 +323,12 @@ class ClusterDriver:
             if self.mqtt is not None:
                 for cid in w.plan.cameras:
                     self.mqtt.publish_camera_status(cid, False)
+        if isinstance(exc, ray.exceptions.ActorDiedError) and (w.status is None or "creation task" in str(exc)):
+            # it never started (a camera file missing on its node, a model it cannot load): Ray does not retry
+            w.done = True
+            if self.failure is None:
+                self.failure = f"worker {w.plan.name} could not start: {_first_error_line(exc)}"
+                log.error("%s", self.failure)
         if w.lost_ended or w.status is None:
             return
         node = w.status["node_id"]
@@ -411,6 +419,23 @@ class ClusterDriver:
                          "online": bool(c.get("online")) and up, **{k: v for k, v in c.items() if k != "online"}})
         return rows
 
+    def latest_frame(self, cid: str, timeout_s: float = 2.0) -> tuple | None:
+        """The camera's latest analysed frame from its worker (for the console's live view, only while someone
+        watches); the same tuple again while the worker has no newer frame. None while the worker is down."""
+        w = self.workers.get(self.camera_worker.get(cid, ""))
+        if w is None or w.down_since is not None or self.ray is None:
+            return None
+        prev = self.latest_frames.get(cid)
+        try:
+            got = self.ray.get(w.handle.latest.remote(cid, prev[0].index if prev else None), timeout=timeout_s)
+        except (self.ray.exceptions.RayError, TimeoutError):
+            return None
+        if got == "same":
+            return prev
+        if got is not None:
+            self.latest_frames[cid] = got
+        return got
+
     def summary(self) -> dict:
         return {
             "cluster": {"name": self.name, "address": self.cfg.cluster.address,
@@ -431,6 +456,14 @@ class ClusterDriver:
             return False, self.failure
         down = [w.plan.name for w in self.workers.values() if w.down_since is not None]
         return (False, f"workers down: {', '.join(down)}") if down else (True, "ok")
+
+
+def _first_error_line(exc: BaseException) -> str:
+    """The cause of a worker's failed start, without Ray's wrapping (the innermost error's own line)."""
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    causes = [ln for ln in lines if re.match(r"^[A-Za-z_.]*(Error|Exception)\b", ln) and not ln.startswith("ray.")]
+    cause = causes[-1] if causes else lines[-1] if lines else type(exc).__name__
+    return re.sub(r"^([A-Za-z_]+\.)+", "", cause)[:500]  # maskwatch.zones.errors.ConfigError -> ConfigError
 
 
 def cluster_status(address: str, name: str | None = None, timeout_s: float = 5.0) -> list[dict]:

@@ -20,6 +20,7 @@ import os
 import secrets
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from maskwatch.pipeline.config import check_files, parse_config
@@ -155,6 +156,18 @@ class CameraWorker:
             "recent_alerts": list(p.recent_alerts)[-RECENT_ALERTS:],
             "outbox": p.outbox.stats(), "mqtt_connected": p.mqtt.connected if p.mqtt is not None else None,
         }
+
+    def latest(self, camera: str, known_index: int | None = None):
+        """The camera's latest analysed (frame, detections, active zones, zone file) for the driver's live view,
+        without the full-size image (the model input is what is drawn); ``"same"`` when the driver already has
+        frame ``known_index``; None before the first frame."""
+        got = self.pipe.latest.get(camera)
+        if got is None:
+            return None
+        frame, dets, active, zone_file = got
+        if known_index is not None and frame.index == known_index:
+            return "same"
+        return replace(frame, image=None), dets, set(active), zone_file
 
     def set_zones(self, camera: str, text: str) -> str:
         """A zone file edited on the driver: validated, written atomically; the camera's analytics thread

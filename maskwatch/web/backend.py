@@ -247,7 +247,8 @@ class PreviewBackend(Backend):
 
 class ClusterBackend(Backend):
     """A cluster driver (``maskwatch run`` on Ray): cameras, alerts and metrics as the workers report them;
-    zone files are the driver's (an edit reaches the camera's worker). No live view: frames stay on the workers."""
+    zone files are the driver's (an edit reaches the camera's worker); a live view fetches the camera's latest
+    frame from its worker, only while someone watches."""
 
     mode = "cluster"
 
@@ -268,11 +269,12 @@ class ClusterBackend(Backend):
                 "decoded": r.get("decoded", 0), "inferred": r.get("inferred", 0), "analysed": r.get("analysed", 0),
                 "dropped": r.get("dropped", 0), "latency_ms": r.get("latency_ms") or {"p50": None, "p99": None},
                 "reconnects": r.get("reconnects", 0), "alerts": r.get("alerts", 0), "tracks": r.get("tracks", 0),
-                "active_alerts": r.get("active_alerts", []), "frame_wh": None,
+                "active_alerts": r.get("active_alerts", []),
+                "frame_wh": list(latest[0].frame_wh) if (latest := self.driver.latest_frames.get(cid)) else None,
                 "has_zones": self._zones[cid] is not None, "worker": r["worker"], "node": r["node"]}
 
     def latest(self, cid: str) -> tuple | None:
-        return None
+        return self.driver.latest_frame(cid)
 
     def zone_path(self, cid: str) -> Path | None:
         return self._zones[cid]

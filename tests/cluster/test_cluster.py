@@ -163,7 +163,7 @@ def test_worker_killed_then_node_lost(ray_cluster, tmp_path, model_path, model_n
     drv = drivers(cfg, ray_cluster.address, "--loop")
 
     def running(name: str, min_frames: int = 5, alerts: bool = False, other_than: str | None = None):
-        st = status(name)
+        st = status(name, timeout=1.0)  # short: a call to a worker that is gone may hang until its timeout
         if st is None or (other_than is not None and st["incarnation"] == other_than):
             return None
         cams = st["cameras"].values()
@@ -266,8 +266,10 @@ def test_driver_killed_then_restarted(ray_cluster, tmp_path, model_path, model_n
     metrics = _get(base + "/metrics")
     assert 'maskwatch_camera_fps{camera="cam1",node="127.0.0.1",worker="w0"}' in metrics
     assert 'maskwatch_worker_up{node="127.0.0.1",worker="w1"} 1.0' in metrics
+    frame = httpx.get(base + "/api/cameras/cam3/frame.jpg", timeout=10)  # drawn from w1's latest frame
+    assert frame.status_code == 200 and frame.content[:2] == b"\xff\xd8", frame.status_code
     cams = json.loads(_get(base + "/api/cameras"))
-    assert cams["mode"] == "cluster"
+    assert cams["mode"] == "cluster" and cams["cameras"][2]["frame_wh"] == [640, 360]
     assert {c["id"]: c["worker"] for c in cams["cameras"]} == {"cam1": "w0", "cam2": "w0", "cam3": "w1", "cam4": "w1"}
     second.proc.send_signal(signal.SIGINT)
     assert second.wait(60) == 0, second.log()
@@ -287,6 +289,18 @@ def test_local_mode_starts_and_stops_its_own_ray(tmp_path, model_path, model_nam
     summary = json.loads(drv.summary.read_text())
     assert all(c["analysed"] == 40 and c["node"] == "127.0.0.1" for c in summary["cameras"].values())
     wait_for(lambda: not (set(_ray_pids()) - before), 20, 0.2, "the local Ray's processes to end")
+
+
+def test_a_worker_that_cannot_start_fails_the_run(ray_cluster, tmp_path, model_path, model_names, clips,
+                                                  drivers):
+    """A camera file missing on the worker's node: the worker's start fails, Ray does not retry it, and the
+    driver ends the run with exit 1 and one line naming worker and cause."""
+    cfg = cluster_config(tmp_path, model_path, model_names, {"cam1": tmp_path / "missing.mp4"}, "broken",
+                         camera_resources={})
+    drv = drivers(cfg, ray_cluster.address)
+    assert drv.wait(120) == 1, drv.log()
+    line = [ln for ln in drv.log().splitlines() if ln.startswith("maskwatch: error:")]
+    assert line and "worker w0 could not start" in line[0] and "video file not found" in line[0], drv.log()
 
 
 def _ray_pids() -> list[int]:
@@ -345,3 +359,22 @@ def test_a_run_without_a_cluster_never_imports_ray(tmp_path, model_path, model_n
             "'5']); assert rc == 0, rc; assert 'ray' not in sys.modules, 'ray was imported'; print('ok')")
     out = subprocess.run([sys.executable, "-c", code, str(cfg)], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-3000:]
+
+
+def test_cluster_example_config_and_secrets_stay_references(monkeypatch):
+    """The example is valid; the config the workers get keeps ``${NAME}`` in live sources (the password is
+    expanded on the worker from the forwarded variable, never written into the shipped config)."""
+    from maskwatch.cluster.driver import plan_workers, worker_config
+    from tests.conftest import ROOT
+
+    monkeypatch.setenv("SITE_CAM_PASSWORD", "s3cret")
+    monkeypatch.setenv("SITE_MQTT_PASSWORD", "m0squ")
+    path = ROOT / "configs" / "cluster-example.yaml"
+    cfg = load_config(path)
+    assert [(p.cameras, p.resources) for p in plan_workers(cfg)] == [(["a-north-gate", "a-pit"], {"site_a": 1}),
+                                                                     (["b-yard"], {"site_b": 1})]
+    data, env = worker_config(cfg, yaml.safe_load(path.read_text()))
+    assert "s3cret" not in json.dumps(data) and "m0squ" not in json.dumps(data)
+    assert data["cameras"][0]["source"] == "rtsp://viewer:${SITE_CAM_PASSWORD}@192.0.2.21:554/stream1"
+    assert env == {"SITE_CAM_PASSWORD": "s3cret", "SITE_MQTT_PASSWORD": "m0squ"}
+    assert "cluster" not in data
