@@ -141,6 +141,10 @@ def cmd_run(args) -> int:
     for cid, s in summary["cameras"].items():
         log.info("camera %s: %d decoded, %d inferred, %d analysed, %d alerts", cid, s["decoded"], s["inferred"],
                  s["analysed"], s["alerts"])
+    ob = summary["outbox"]
+    log.log(logging.WARNING if ob["pending"] else logging.INFO,
+            "alerts: %d stored this run, %d delivered, %d remain in the outbox %s%s", ob["added"], ob["delivered"],
+            ob["pending"], cfg.alerts.outbox, " (sent at the next start)" if ob["pending"] else "")
     if pipe.failure is not None:
         print(f"maskwatch: error: {pipe.failure}", file=sys.stderr)
         return EXIT_FAILURE
@@ -206,6 +210,21 @@ def _run_cluster(cfg, args, explicit_web: bool) -> int:
         print(f"maskwatch: error: {driver.failure}", file=sys.stderr)
         return EXIT_FAILURE
     return EXIT_OK
+
+
+def cmd_feedback(args) -> int:
+    """Alerts marked false positive (and, with --confirmed, acknowledged) -> an Ultralytics YOLO-seg dataset."""
+    from maskwatch.feedback import export
+    from maskwatch.pipeline.config import load_config
+
+    cfg = load_config(args.config)
+    if not cfg.alerts.outbox.is_file():
+        raise ConfigError(args.config, "alerts.outbox", f"no outbox at {cfg.alerts.outbox}: nothing was marked yet")
+    got = export(cfg, Path(args.out), confirmed=args.confirmed)
+    print(f"wrote {args.out}: {got['images']} images, {got['labels']} labels ({got['removed_objects']} objects "
+          f"marked wrong left out); {got['missing_frames']} marked alert(s) without a kept frame "
+          f"(feedback.keep_frames was off, or the frame was deleted)")
+    return EXIT_OK if got["images"] else EXIT_FAILURE
 
 
 def cmd_cluster(args) -> int:
@@ -332,6 +351,13 @@ def cmd_eval(args) -> int:
     raise SystemExit(f"unknown eval {args.what!r}")
 
 
+def cmd_replay(args) -> int:
+    """A camera's zone rules on a recorded file (and a what-if variant): what would have fired, as an HTML report."""
+    from maskwatch.replay.command import main as replay_main
+
+    return replay_main(args)
+
+
 def cmd_quantize(args) -> int:
     """INT8 QDQ copy of an ONNX model, calibrated on the user's footage (or, for the demo, generated clips)."""
     import itertools
@@ -419,6 +445,17 @@ def build_parser() -> argparse.ArgumentParser:
                                                     "or the head's HOST:PORT; overrides cluster.address)")
     r.set_defaults(func=cmd_run)
 
+    fb = sub.add_parser("feedback", help="`feedback export CONFIG --out DIR`: false positives as training data")
+    fb_sub = fb.add_subparsers(dest="feedback_command", metavar="ACTION", required=True)
+    fe = fb_sub.add_parser("export", help="alerts marked false positive -> an Ultralytics YOLO-seg dataset",
+                           description="The frames kept at alert time (feedback.keep_frames) of alerts marked "
+                                       "false positive, labelled with the model's own masks minus the objects "
+                                       "the alert was about. Exit 1 when there is nothing to export.")
+    fe.add_argument("config", help="config YAML (its outbox holds the marks, feedback.dir the frames)")
+    fe.add_argument("--out", required=True, metavar="DIR", help="dataset folder (images/, labels/, data.yaml)")
+    fe.add_argument("--confirmed", action="store_true", help="also acknowledged alerts, with every object kept")
+    fe.set_defaults(func=cmd_feedback)
+
     cl = sub.add_parser("cluster", help="`cluster status ADDRESS`: where each camera runs on a Ray cluster")
     cl_sub = cl.add_subparsers(dest="cluster_command", metavar="ACTION", required=True)
     cs = cl_sub.add_parser("status", help="the placement table: camera, worker, node, pid, fps, drops",
@@ -466,6 +503,27 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("what", choices=["masks", "tracking", "alerts"], help="what to evaluate")
     e.add_argument("rest", nargs=argparse.REMAINDER, help="arguments of the evaluation (see `maskwatch eval masks -h`)")
     e.set_defaults(func=cmd_eval)
+
+    rp = sub.add_parser("replay", help="try a camera's zone rules on recorded footage: an HTML report of what "
+                                       "would have fired (and a what-if with --set), nothing published",
+                        description="Run the model, tracker and zone rules of a config's camera on a video file, "
+                                    "publishing nothing (no MQTT, no JSONL, the outbox untouched), and write a "
+                                    "self-contained HTML report: alert timelines per rule with thumbnails, zone "
+                                    "occupancy, rule figures (flapping included), model and tracker figures. Exit 2 "
+                                    "on a config error or a bad --set.")
+    rp.add_argument("config", help="config YAML (its model, tracker and the camera's zone file)")
+    rp.add_argument("--source", metavar="FILE", help="video file to replay (default: the camera's source, a file)")
+    rp.add_argument("--camera", metavar="ID", help="the camera whose zones and rules apply (default: the only one)")
+    rp.add_argument("--zones", metavar="FILE", help="zone file to use instead of the camera's")
+    rp.add_argument("--report", required=True, metavar="OUT.html", help="write the HTML report here")
+    rp.add_argument("--set", action="append", default=[], metavar="PATH=VALUE",
+                    help="what-if: change rules.<rule id>.<field>, zones.<zone id>.<field> or tracker.<field> "
+                         "(VALUE as YAML); repeatable, all together make one variant, run in the same pass and "
+                         "shown beside the rules as they are")
+    rp.add_argument("--gt", metavar="events.json", help="scripted ground truth (`maskwatch synth --scenario`): "
+                                                        "adds its intervals and recall, precision, start latency")
+    rp.add_argument("--no-progress", action="store_true", help="no progress line on a terminal")
+    rp.set_defaults(func=cmd_replay)
 
     b = sub.add_parser("bench", help="benchmarks: model, decode, naive loop, pipeline (1 and N cameras), Ultralytics; "
                                      "`bench engine MODEL`: pre/infer/post latency", add_help=False)

@@ -155,6 +155,15 @@ class MqttTlsConfig(_Strict):
         return self
 
 
+class HomeAssistantConfig(_Strict):
+    discovery_prefix: str = Field("homeassistant", min_length=1, max_length=128,
+                                  pattern=r"^[^/#+\s]([^#+\s]*[^/#+\s])?$",
+                                  description="Home Assistant's discovery prefix (its MQTT integration's setting).")
+    node_id: str | None = Field(None, pattern=r"^[A-Za-z0-9_-]{1,64}$",
+                                description="The node id in discovery topics and unique ids; default "
+                                            "maskwatch_<topic_prefix> (two maskwatch instances need two).")
+
+
 class MqttConfig(_Strict):
     host: str = Field(min_length=1, max_length=253, pattern=r"^[A-Za-z0-9.:_\[\]-]+$",
                       description="Broker host name or IP address (not a URL).")
@@ -176,6 +185,13 @@ class MqttConfig(_Strict):
     keepalive_s: int = Field(30, ge=5, le=3600, description="Keep-alive interval (seconds).")
     reconnect_min_s: int = Field(1, ge=1, le=60, description="First reconnect delay; doubles after each failure.")
     reconnect_max_s: int = Field(30, ge=1, le=3600, description="Longest reconnect delay (seconds).")
+    reconnect_max_pending_s: int = Field(2, ge=1, le=3600,
+                                         description="Longest reconnect delay while alerts wait in the outbox: a "
+                                                     "broker back after an outage is found within about this long.")
+    homeassistant: HomeAssistantConfig | None = Field(
+        None, description="Publish Home Assistant MQTT discovery configs: per camera a connectivity sensor, per "
+                          "rule a binary sensor (on while an alert of it is active), per zone and class an "
+                          "occupancy sensor.")
     max_inflight: int = Field(100, ge=1, le=1000,
                               description="Alerts published and not yet acknowledged at most (the rest wait in the outbox).")
 
@@ -204,6 +220,23 @@ class SnapshotsConfig(_Strict):
                                                          "dropped (and counted) when full.")
 
 
+class ClipsConfig(_Strict):
+    dir: Path = Field(description="Folder for event clips (<dir>/<camera>/<alert id>.mp4, H.264).")
+    pre_s: float = Field(5.0, ge=0, le=60, description="Seconds of video before the alert's start; kept in memory "
+                                                       "per camera (the pre-roll: frame bytes x fps x pre_s).")
+    post_s: float = Field(10.0, ge=0, le=600, description="Seconds of video after the alert's end.")
+    max_gb: float = Field(20.0, gt=0, le=1_000_000, description="Most gigabytes (10^9 bytes) of clips kept in dir; "
+                                                                "the oldest are deleted (counted and logged).")
+    max_s: float = Field(300.0, gt=0, le=86_400, description="Longest clip (seconds): a longer alert's clip ends "
+                                                             "here (its start and this much are kept).")
+    scale: float = Field(1.0, ge=0.1, le=1, description="Clip size relative to the model input's content (640x360 "
+                                                        "for a 720p camera and a 640 model); less saves memory and "
+                                                        "disk.")
+    crf: int = Field(26, ge=0, le=51, description="H.264 quality (libx264 CRF): lower is better and larger.")
+    ring_slots: int = Field(64, ge=1, le=4096, description="Frames waiting to be drawn and encoded at most (all "
+                                                           "cameras); the oldest is dropped (and counted) when full.")
+
+
 class AlertsConfig(_Strict):
     jsonl: Path | None = Field(None, description="Append delivered alerts to this JSON Lines file.")
     outbox: Path = Field(Path("var/outbox.sqlite"), description="Durable outbox (SQLite) alerts pass through.")
@@ -211,11 +244,17 @@ class AlertsConfig(_Strict):
                                  description="Most undelivered alerts kept; when full the oldest 'update' alerts "
                                              "are dropped first, 'start'/'end' only when no 'update' is left "
                                              "(counted and logged).")
+    drain_timeout_s: float = Field(30.0, ge=0, le=86_400,
+                                   description="At the end of a run (file sources ended), keep delivering what waits "
+                                               "in the outbox for up to this long, reconnecting at once (0: do not "
+                                               "wait; it is sent at the next start). SIGINT stops the wait.")
     outbox_max_age_s: float | None = Field(None, gt=0, le=31_536_000,
                                            description="Drop undelivered alerts older than this (seconds; counted "
                                                        "and logged); default: no age limit.")
     mqtt: MqttConfig | None = Field(None, description="Publish alerts, status and occupancy to an MQTT broker.")
     snapshots: SnapshotsConfig | None = Field(None, description="JPEG of the frame at each alert start.")
+    clips: ClipsConfig | None = Field(None, description="An H.264 MP4 per alert, from pre_s before its start to "
+                                                      "post_s after its end, masks and zones drawn.")
 
     @model_validator(mode="after")
     def _snapshot_publish_needs_mqtt(self) -> "AlertsConfig":
@@ -360,6 +399,16 @@ class PipelineConfig(_Strict):
                                                 "is there now).")
 
 
+class FeedbackConfig(_Strict):
+    keep_frames: bool = Field(False, description="Save the frame and the model's masks at every alert start, so "
+                                                 "alerts marked false positive (or acknowledged) can become "
+                                                 "training data (`maskwatch feedback export`).")
+    dir: Path = Field(Path("var/feedback"), description="Folder for the kept frames (<dir>/<camera>/<alert id>.jpg "
+                                                        "and .npz).")
+    max_gb: float = Field(2.0, gt=0, le=1_000_000, description="Most gigabytes kept; the oldest frames are deleted "
+                                                                "beyond (counted, logged).")
+
+
 class Config(_Strict):
     model: ModelConfig
     cameras: list[CameraConfig] = Field(min_length=1, description="At least one camera.")
@@ -367,6 +416,8 @@ class Config(_Strict):
     alerts: AlertsConfig = AlertsConfig()
     pipeline: PipelineConfig = PipelineConfig()
     web: WebConfig = WebConfig()
+    feedback: FeedbackConfig = Field(default_factory=FeedbackConfig, description="Alert feedback (ack, false "
+                                     "positive) and the frames that turn it into training data.")
     cluster: ClusterConfig | None = Field(None, description="Run the cameras on a Ray cluster (`maskwatch run "
                                                            "--ray ADDRESS` sets it too); omitted: this machine.")
 
@@ -410,6 +461,9 @@ class Config(_Strict):
         self.alerts.outbox = r(self.alerts.outbox) or self.alerts.outbox
         if self.alerts.snapshots is not None:
             self.alerts.snapshots.dir = r(self.alerts.snapshots.dir) or self.alerts.snapshots.dir
+        if self.alerts.clips is not None:
+            self.alerts.clips.dir = r(self.alerts.clips.dir) or self.alerts.clips.dir
+        self.feedback.dir = r(self.feedback.dir) or self.feedback.dir
         self.web.tls_cert = r(self.web.tls_cert) or self.web.tls_cert
         self.web.tls_key = r(self.web.tls_key) or self.web.tls_key
         tls = self.alerts.mqtt.tls if self.alerts.mqtt is not None else None

@@ -108,7 +108,16 @@ class _StateCollector:
                     occupancy.add_metric([c.id, zone, cls], n)
             for (rule, kind), n in dict(s.alerts_by).items():
                 alerts.add_metric([c.id, rule, kind], n)
-        yield from (frames, dropped, online, reconnects, tracks, occupancy, alerts)
+        filtered = CounterMetricFamily("maskwatch_detections_filtered", "Detections the zone file's filters or ignore "
+                                       "regions dropped before the tracker", labels=["camera", "class", "reason"])
+        feedback = CounterMetricFamily("maskwatch_alert_feedback", "Alerts marked by people (ack, false_positive) "
+                                       "this run", labels=["camera", "verdict"])
+        for c in p.cameras:
+            for (cls, reason), n in dict(c.stats.filtered).items():
+                filtered.add_metric([c.id, cls, reason], n)
+        for (cam, verdict), n in dict(p.controls.feedback_counts).items():
+            feedback.add_metric([cam, verdict], n)
+        yield from (frames, dropped, online, reconnects, tracks, occupancy, alerts, filtered, feedback)
         if p.snapshots is not None:
             snaps = CounterMetricFamily("maskwatch_snapshots_dropped", "Alert snapshots not drawn because the "
                                         "snapshot ring was full")

@@ -132,11 +132,16 @@ class MqttSink:
         c.on_connect_fail = self._on_connect_fail
         c.on_disconnect = self._on_disconnect
         c.on_publish = self._on_publish
+        c.on_message = self._on_message
         self.client = c
 
         self._wake: Callable[[], None] = lambda: None
         self._connected = threading.Event()
         self._started = False
+        self._commands: list[tuple[str, Callable[[str, bytes], None]]] = []  # (topic filter, handler)
+        self._hurried = False  # the reconnect backoff is capped for waiting alerts
+        self._kicking = threading.Event()
+        self._loop_lock = threading.Lock()  # a kick and close never restart / stop paho's thread at once
         self._receive_max = 65535
         self._online_mid: int | None = None  # mid of the "online" status publish after a connect
         self._inflight: dict[int, mqtt.MQTTMessageInfo] = {}  # row -> paho message info (publisher thread)
@@ -188,6 +193,33 @@ class MqttSink:
     def connected(self) -> bool:
         return self._connected.is_set()
 
+    def hurry(self, waiting: bool, now: bool = False) -> None:
+        """Alerts wait in the outbox (``waiting``): the reconnect backoff is capped at
+        ``reconnect_max_pending_s`` and, when that starts (or ``now``: the run's final drain) while
+        disconnected, paho's current backoff wait is cut short; nothing waits: ``reconnect_max_s`` again.
+        Publisher thread."""
+        if not self._started or (waiting == self._hurried and not now):
+            return
+        self._hurried = waiting
+        cap = min(self.cfg.reconnect_max_pending_s, self.cfg.reconnect_max_s) if waiting else self.cfg.reconnect_max_s
+        self.client.reconnect_delay_set(self.cfg.reconnect_min_s, cap)
+        if waiting and not self.connected and not self._kicking.is_set():
+            self._kicking.set()
+            threading.Thread(target=self._kick, name="mqtt-reconnect", daemon=True).start()
+
+    def _kick(self) -> None:
+        """Restart paho's network thread: its backoff wait (up to ``reconnect_max_s``) ends within a second,
+        and the new loop tries again after ``reconnect_min_s``."""
+        try:
+            with self._loop_lock:
+                if self._started and not self.connected:
+                    log.info("mqtt: alerts wait in the outbox; trying %s again now", self.url)
+                    self.client.loop_stop()
+                    if self._started:
+                        self.client.loop_start()
+        finally:
+            self._kicking.clear()
+
     def wait_connected(self, timeout: float) -> bool:
         return self._connected.wait(timeout)
 
@@ -223,10 +255,27 @@ class MqttSink:
             self._session_up = True
             for topic, payload in self._retained.items():
                 client.publish(topic, payload, qos=self.state_qos, retain=True)
+        for topic, _ in self._commands:  # commands (switches, feedback); the session may have them already
+            client.subscribe(topic, qos=1)
         # Take new rows only once the broker acknowledged "online": paho re-sends the rows in flight at the
         # disconnect right after this callback returns, before it reads that PUBACK, so new rows never
         # overtake them (order per camera holds across reconnects).
         self._online_mid = client.publish(self.status_topic, "online", qos=1, retain=True).mid
+
+    # -- commands -------------------------------------------------------------------------
+    def on_command(self, topic_filter: str, handler: Callable[[str, bytes], None]) -> None:
+        """Subscribe to ``topic_filter`` (wildcards allowed) from the next connect on, and whenever connected;
+        ``handler(topic, payload)`` runs on paho's thread (keep it short; errors are logged, never raised).
+        Call before ``start``."""
+        self._commands.append((topic_filter, handler))
+
+    def _on_message(self, client, userdata, msg) -> None:
+        for topic_filter, handler in self._commands:
+            if mqtt.topic_matches_sub(topic_filter, msg.topic):
+                try:
+                    handler(msg.topic, bytes(msg.payload))
+                except Exception as exc:  # noqa: BLE001 - a bad command must not stop the connection
+                    log.warning("mqtt: command on %s not applied: %s", msg.topic, exc)
 
     def _on_connect_fail(self, client, userdata) -> None:
         exc = sys.exc_info()[1]  # paho calls this inside its ``except OSError``
@@ -337,6 +386,10 @@ class MqttSink:
             if self._session_up:  # else on_connect publishes it
                 self.client.publish(topic, payload, qos=self.state_qos, retain=True)
 
+    def publish_retained(self, topic: str, payload: str) -> None:
+        """Retained state on any topic (sent when it changes, and again after each reconnect); any thread."""
+        self._publish_retained(topic, payload)
+
     def publish_occupancy(self, camera: str, zone: str, counts: dict[str, int]) -> None:
         """Retained ``{"class": count, ...}`` on ``<prefix>/<camera>/zones/<zone>/occupancy`` (sent when it changes)."""
         payload = json.dumps({str(k): int(v) for k, v in counts.items()}, sort_keys=True, separators=(",", ":"))
@@ -379,5 +432,6 @@ class MqttSink:
                 except (RuntimeError, ValueError):  # the connection went away meanwhile
                     break
         self.client.disconnect()
-        self.client.loop_stop()
+        with self._loop_lock:
+            self.client.loop_stop()
         self._connected.clear()

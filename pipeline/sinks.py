@@ -96,6 +96,9 @@ class JsonlSink:
         self._f.close()
 
 
+HURRY_CHECK_S = 0.5  # how often the publisher tells reconnecting sinks whether alerts wait for them
+
+
 @dataclass
 class _SinkState:
     cursor: int = 0  # highest row taken by the sink (rows at or below are taken, acked or returned)
@@ -169,24 +172,46 @@ class Publisher:
                     log.warning("publisher: %s not connected; %d alert(s) wait in the outbox", sink.name, n)
                 st.last_unreachable_log = now
 
+    def _hurry_sinks(self, now: bool = False) -> None:
+        """Sinks that reconnect with backoff (MQTT) wait less while alerts wait for them."""
+        for sink in self.sinks:
+            hurry = getattr(sink, "hurry", None)
+            if hurry is not None:
+                hurry(self.outbox.pending_count(sink.name) > 0, now=now)
+
     def run(self, done: Callable[[], bool], abort: threading.Event, drain_timeout_s: float) -> None:
         """Deliver until ``done()`` and everything is delivered, or ``drain_timeout_s`` after ``done()``
-        (a sink that stays unreachable keeps its rows in the outbox for the next start), or ``abort``."""
+        (a sink that stays unreachable keeps its rows in the outbox for the next start), or ``abort``.
+        At ``done()`` a disconnected sink with rows waiting is asked to reconnect at once."""
         drain_deadline: float | None = None
+        next_hurry = 0.0
         while not abort.is_set():
             moved = self.step()
             now = time.monotonic()
             if self.outbox.max_age_s is not None and now >= self._next_expire:
                 self.outbox.expire()
                 self._next_expire = now + 1.0
+            if now >= next_hurry:
+                self._hurry_sinks()
+                next_hurry = now + HURRY_CHECK_S
             if moved:
                 continue
             self._report_unreachable()
             if done():
                 if self.flushed():
+                    if drain_deadline is not None:
+                        log.info("publisher: every alert delivered (%.1f s after the run's end)",
+                                 now - drain_deadline + drain_timeout_s)
                     return
                 if drain_deadline is None:
                     drain_deadline = now + drain_timeout_s
+                    left = {s.name: self.outbox.pending_count(s.name) for s in self.sinks}
+                    if drain_timeout_s > 0:
+                        log.info("publisher: the run ended with alerts waiting (%s); delivering for up to %g s "
+                                 "(alerts.drain_timeout_s; Ctrl-C stops)",
+                                 ", ".join(f"{n} for {k}" for k, n in left.items() if n), drain_timeout_s)
+                    self._hurry_sinks(now=True)
+                    continue
                 elif now >= drain_deadline:
                     left = {s.name: self.outbox.pending_count(s.name) for s in self.sinks}
                     log.warning("publisher: stopping with undelivered alerts in the outbox %s (%s); they are sent "

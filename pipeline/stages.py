@@ -4,6 +4,7 @@
     -> camera:<id>/analytics -> Outbox -> publisher -> sinks (JSONL, MQTT)
                              \\-> VideoRing[id] -> camera:<id>/video   (side path, --save-video)
                              \\-> snapshot ring -> snapshots            (side path, alerts.snapshots)
+                             \\-> clip ring     -> clips                (side path, alerts.clips)
 
 Shutdown (end of all sources, SIGINT, SIGTERM): sources stop and close their rings;
 each later stage ends when its input ring is closed and drained, so analytics drain,
@@ -26,11 +27,14 @@ import numpy as np
 
 from maskwatch.engines import Segmenter
 from maskwatch.zones import ZoneEngine
+from maskwatch.zones.filters import DetectionFilter
 
+from .clips import ClipWriter
 from .config import Config, inference_plan
+from .controls import FrameKeeper, SiteControls
 from .draw import VideoWriter, annotate
 from .metrics import PipelineMetrics
-from .mqtt import MqttSink
+from .mqtt import MqttSink, topic_level
 from .outbox import Outbox
 from .redact import redact_url
 from .ring import Ring, RingClosed
@@ -59,6 +63,7 @@ class CameraStats:
     tracks_active: int = 0  # objects tracked in the latest frame
     occupancy: dict = field(default_factory=dict)  # zone -> {class: count} in the latest frame
     alerts_by: Counter = field(default_factory=Counter)  # (rule, event type) -> events stored
+    filtered: Counter = field(default_factory=Counter)  # (class, reason) -> detections dropped before the tracker
 
     def fps(self, window_s: float = 5.0) -> float:
         """Frames analysed per second over the last ``window_s`` (at most the last 64 frames)."""
@@ -143,6 +148,9 @@ class Pipeline:
         if alerts.snapshots is not None:
             publish = self.mqtt.publish_snapshot if alerts.snapshots.publish and self.mqtt is not None else None
             self.snapshots = SnapshotWriter(alerts.snapshots, self.names, publish)
+        # event clips: each camera's analytics keeps a pre-roll (copies of the model input's content) and feeds
+        # the clips thread; nothing more is kept on the frames
+        self.clips: ClipWriter | None = ClipWriter(alerts.clips, self.names) if alerts.clips is not None else None
         keep_image = save_video is not None or self.snapshots is not None
         self.cameras: list[_Camera] = []
         slots = cfg.pipeline
@@ -171,6 +179,22 @@ class Pipeline:
         self.on_camera_status: list[Callable[[str, bool], None]] = []
         if self.mqtt is not None:  # retained <prefix>/<camera>/status
             self.on_camera_status.append(self.mqtt.publish_camera_status)
+        # remote switches and alert feedback, stored beside the outbox's rows (survive a restart)
+        self.controls = SiteControls(alerts.outbox, [c.id for c in self.cameras])
+        self.frame_keeper = FrameKeeper(cfg.feedback, self.names) if cfg.feedback.keep_frames else None
+        if self.mqtt is not None:
+            p = self.mqtt.prefix
+            self.mqtt.on_command(f"{p}/+/rules/+/set", self.controls.mqtt_switch(p))
+            self.mqtt.on_command(f"{p}/+/enabled/set", self.controls.mqtt_switch(p))
+            self.mqtt.on_command(f"{p}/+/alerts/+/ack", self.controls.mqtt_feedback(p))
+        self.homeassistant = None  # Home Assistant discovery (alerts.mqtt.homeassistant)
+        if self.mqtt is not None and self.mqtt.cfg.homeassistant is not None:
+            from maskwatch import __version__
+
+            from .homeassistant import HomeAssistant
+
+            self.homeassistant = HomeAssistant(self.mqtt, self.mqtt.cfg.homeassistant, list(self.names.values()),
+                                               __version__)
         self._status_known: set[str] = set()
         self._status_lock = threading.Lock()
         n_cams = len(self.cameras)
@@ -388,7 +412,10 @@ class Pipeline:
         tracker = MaskTracker(self.cfg.tracker.params(self.cfg.model.conf))
         watcher = ZoneFileWatcher(c.zones_path) if c.zones_path else None
         engine: ZoneEngine | None = None
+        dfilter: DetectionFilter | None = None
         last: Frame | None = None
+        clips = self.clips.camera(c.id, lambda: c.source.fps, c.source.max_fps) \
+            if self.clips is not None and c.zones_path else None  # this camera's pre-roll and open clips
         try:
             while not self.abort.is_set():
                 try:
@@ -405,24 +432,38 @@ class Pipeline:
                     (dets,) = self.segmenter.postprocess([dets[0][None], dets[1][None]], [frame.letterbox])
                 if dets.masks is None:
                     raise ValueError("the segmenter returned no masks")
+                if watcher is not None:  # the zone file's filters and ignore regions, before the tracker
+                    if dfilter is None or dfilter.zone_file is not watcher.current:
+                        dfilter = DetectionFilter(watcher.current, frame.frame_wh, dets.mask_space.mask_wh)
+                    if dfilter.active:
+                        dets = self._filter(c, dfilter, dets)
                 dets = tracker.update(dets, frame.pts_s, frame.content)
                 if watcher is not None and engine is None:
                     engine = ZoneEngine(watcher.current, c.id, frame.frame_wh, dets.mask_space.mask_wh, self.run_id)
+                    self.controls.restore(c.id, engine)  # switches of earlier runs
                 if engine is not None:
+                    self.controls.apply(c.id, engine)  # switches that arrived since the last frame
                     events = []
                     reloaded = watcher.poll()
                     if reloaded is not None:
                         events += engine.replace(reloaded, frame.index, frame.pts_s, frame.wall_s)
+                        if self.homeassistant is not None:  # entities of removed rules and zones go
+                            self.homeassistant.camera(c.id, reloaded, self._active_rules(c.id))
                     names = [self.names.get(int(k), str(k)) for k in dets.class_id]
                     events += engine.update(frame.index, frame.pts_s, frame.wall_s, dets.tracker_id, names,
                                             dets.confidence, dets.xyxy, dets.masks, dets.data.get("stationary_s"))
                     for ev in events:
                         if ev.type == "start" and self.snapshots is not None:
                             ev.extra["snapshot"] = str(self.snapshots.path_for(ev))  # written a moment later
+                        if ev.type == "start" and self.frame_keeper is not None:
+                            self.frame_keeper.save(frame, dets, ev)
+                        if clips is not None:  # a start opens its clip, an end names it (extra.clip)
+                            clips.event(ev)
                         self._store(c, ev)
                     if self.mqtt is not None:  # retained per-zone counts; the sink sends only changes
                         for zone_id, counts in engine.occupancy.items():
                             self.mqtt.publish_occupancy(c.id, zone_id, counts)
+                        self._publish_armed(c.id, engine, frame.wall_s)
                     if self.snapshots is not None:  # side path: drawn and saved by the snapshots thread
                         for ev in events:
                             if ev.type == "start":
@@ -441,12 +482,18 @@ class Pipeline:
                 active = set(engine.active_zones) if engine else set()
                 # the latest analysed frame, for previews (one reference swap: nothing is copied or drawn here)
                 self.latest[c.id] = (frame, dets, active, engine.zone_file if engine else None)
+                if clips is not None:  # side path: the pre-roll, and open clips' frames (never waits)
+                    clips.frame(frame, dets, active, engine.zone_file if engine else None)
                 if c.video is not None:
                     self._put(c.video, (frame, dets, active, engine.zone_file if engine else None))
             if engine is not None and last is not None and not self.abort.is_set():
                 for ev in engine.close(last.index, last.pts_s, time.time()):
+                    if clips is not None:
+                        clips.event(ev)
                     self._store(c, ev)
         finally:
+            if clips is not None:  # the end of the stream: open clips end with what they have
+                clips.finish()
             if c.video is not None:
                 c.video.close()
 
@@ -461,6 +508,30 @@ class Pipeline:
             self.active_alerts[c.id].pop(ev.id, None)
         else:
             self.active_alerts[c.id][ev.id] = d
+        if self.homeassistant is not None:
+            self.homeassistant.rule_active(c.id, ev.rule, ev.rule in self._active_rules(c.id))
+
+    def _filter(self, c: _Camera, dfilter: DetectionFilter, dets: Detections) -> Detections:
+        """Drop what the zone file's filters and ignore regions reject (counted per class and reason)."""
+        names = [self.names.get(int(k), str(k)) for k in dets.class_id]
+        why = dfilter.reasons(names, dets.confidence, dets.xyxy, dets.masks)
+        if not any(why):
+            return dets
+        for name, reason in zip(names, why):
+            if reason:
+                c.stats.filtered[(name, reason)] += 1
+        return dets[np.array([r is None for r in why], bool)]
+
+    def _publish_armed(self, camera: str, engine: ZoneEngine, wall_s: float) -> None:
+        """The switches' state topics (retained, sent on change): each rule's and the camera's armed state,
+        schedule included."""
+        prefix = f"{self.mqtt.prefix}/{topic_level(camera)}"
+        self.mqtt.publish_retained(f"{prefix}/enabled", "ON" if engine.camera_armed(wall_s) else "OFF")
+        for rule, armed in engine.armed_rules.items():
+            self.mqtt.publish_retained(f"{prefix}/rules/{topic_level(rule)}", "ON" if armed else "OFF")
+
+    def _active_rules(self, camera: str) -> set[str]:
+        return {d["rule"] for d in list(self.active_alerts.get(camera, {}).values())}
 
     def health(self) -> tuple[bool, str]:
         """(ok, reason): not ok once a stage has failed (every stage thread records its exception here)."""
@@ -494,10 +565,10 @@ class Pipeline:
                 writer.close()
 
     def _publisher(self) -> None:
-        # after the last alert, wait this long for unreachable sinks (rows stay in the outbox for the next
-        # start); shorter than the shutdown bound so that a stopped run ends on its own
-        drain_s = 0.8 * self.cfg.pipeline.shutdown_timeout_s
-        self.publisher.run(done=self.analytics_done.is_set, abort=self.abort, drain_timeout_s=drain_s)
+        # after the last alert, keep delivering for up to alerts.drain_timeout_s (rows still waiting then stay in
+        # the outbox for the next start); a stopped run (SIGINT) is bounded by shutdown_timeout_s in wait()
+        self.publisher.run(done=self.analytics_done.is_set, abort=self.abort,
+                           drain_timeout_s=self.cfg.alerts.drain_timeout_s)
 
     def _snapshots(self) -> None:
         assert self.snapshots is not None
@@ -540,12 +611,21 @@ class Pipeline:
                 path = self.save_video if not multi else self.save_video.with_name(
                     f"{self.save_video.stem}-{c.id}{self.save_video.suffix}")
                 self._thread(f"camera:{c.id}/video", c.id, "video", lambda c=c, p=path: self._video(c, p)).start()
+        if self.homeassistant is not None:  # entities exist before the first frame
+            from maskwatch.zones import load_zone_file
+
+            for c in self.cameras:
+                self.homeassistant.camera(c.id, load_zone_file(c.zones_path) if c.zones_path else None)
         for sink in self.sinks:
             sink.start(self.outbox.notify)
         self._publisher_thread = self._thread("publisher", None, "publisher", self._publisher)
         self._publisher_thread.start()
         if self.snapshots is not None:
             self._thread("snapshots", None, "snapshots", self._snapshots).start()
+        if self.clips is not None:
+            clips = self.clips
+            self._thread("clips", None, "clips",
+                         lambda: clips.run(self.abort, done=self.analytics_done.is_set)).start()
 
     def wait(self, poll: Callable[[], None] | None = None) -> None:
         """Block until every stage has ended (or the shutdown bound passed after a stop)."""
@@ -574,13 +654,16 @@ class Pipeline:
                 poll()
         if self.snapshots is not None:
             self.snapshots.close()
+        if self.clips is not None:
+            self.clips.close()
         for sink in self.sinks:
             sink.close()
         self.outbox.close()
 
     def request_stop(self) -> None:
-        """First call: graceful stop. Second call: abort."""
-        if self.stop.is_set():
+        """First call: graceful stop. Second call, or any call while only the outbox is being drained after
+        the sources ended: abort (what waits stays in the outbox for the next start)."""
+        if self.stop.is_set() or self.analytics_done.is_set():
             self.abort.set()
         self.stop.set()
         self._wake.set()
@@ -599,10 +682,12 @@ class Pipeline:
                     "last_error": c.live.stats.last_error if c.live else None,
                     "corrupt_packets": c.source.corrupt_packets,
                     "hw_decode": c.source.hwaccel,
+                    "filtered": {f"{cls}:{reason}": n for (cls, reason), n in sorted(c.stats.filtered.items())},
                 } for c in self.cameras
             },
             "outbox": self.outbox.stats(),
             "mqtt": self.mqtt.stats() if self.mqtt is not None else None,
             "snapshots": self.snapshots.stats() if self.snapshots is not None else None,
+            "clips": self.clips.stats() if self.clips is not None else None,
             "failure": str(self.failure) if self.failure else None,
         }

@@ -13,7 +13,7 @@ import argparse
 import sys
 
 SCENES = ("site", "pitch")
-SCENARIOS = {"excavator_swing": "site", "truck_reverse": "site", "box_entry": "pitch"}
+SCENARIOS = {"excavator_swing": "site", "truck_reverse": "site", "truck_speed": "site", "box_entry": "pitch"}
 
 
 def _size(text: str) -> tuple[int, int]:

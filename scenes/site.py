@@ -87,9 +87,12 @@ class Truck:
     extra: dict = field(default_factory=dict)
 
 
+TRUCK_SLOW_KMH, TRUCK_FAST_KMH, TRUCK_SPEED_LIMIT_KMH = 9.0, 25.0, 15.0  # scenario truck_speed
+
+
 class SiteScene(Scene):
     name = "site"
-    scenarios = ("excavator_swing", "truck_reverse")
+    scenarios = ("excavator_swing", "truck_reverse", "truck_speed")
 
     def _make_camera(self) -> Camera:
         rng = self.rng
@@ -136,6 +139,8 @@ class SiteScene(Scene):
             self._setup_excavator_swing(rng)
         elif self.scenario == "truck_reverse":
             self._setup_truck_reverse(rng)
+        elif self.scenario == "truck_speed":
+            self._setup_truck_speed(rng)
         else:
             self._setup_random(rng)
         self._add_distractors(rng, static_hulls)
@@ -308,7 +313,7 @@ class SiteScene(Scene):
     @staticmethod
     def truck_state(tr: Truck, t: float) -> tuple[np.ndarray, float, float]:
         seg, pos, vel, u = tr.timeline.at(t)
-        if seg.pose == "drive":
+        if seg.pose in ("drive", "cruise"):
             yaw = heading_of(vel, seg.heading)
         elif seg.pose == "reverse":
             yaw = heading_of(-vel, seg.heading)
@@ -398,6 +403,34 @@ class SiteScene(Scene):
         for _ in range(int(rng.integers(1, 4))):
             self.workers.append(self._random_worker(rng))
 
+    def _setup_truck_speed(self, rng):
+        """Two trucks cross the view at known, constant ground speeds (``truck_speeds_kmh``: one under the
+        speed limit of the scenario's rule, one over it), in a near and a far lane."""
+        cam = self.camera
+        yaw = np.radians(cam.yaw_deg)
+        right = np.array([np.cos(yaw), -np.sin(yaw)])
+        hd = float(np.arctan2(right[0], right[1]))  # facing camera-right
+        self.truck_speeds_kmh = {}
+        for v_img, kmh, t0 in ((0.78, TRUCK_SLOW_KMH, 0.5), (0.5, TRUCK_FAST_KMH, float(rng.uniform(1.5, 3.0)))):
+            a = cam.ray_to_ground(np.array([0.14 * self.width, v_img * self.height]))
+            b = cam.ray_to_ground(np.array([0.86 * self.width, v_img * self.height]))
+            dist = float(np.hypot(*(b - a)))
+            t1 = t0 + dist / (kmh / 3.6)
+            segs = [Seg(0.0, t0, a, a, a, "stop", hd), Seg(t0, t1, a, b, (a + b) / 2, "cruise", hd),
+                    Seg(t1, 1e6, b, b, b, "stop", hd)]
+            trng = np.random.default_rng(rng.integers(2**63))
+            truck = Truck(self._tid(), MACHINE_COLORS[int(trng.integers(len(MACHINE_COLORS)))],
+                          BED_COLORS[int(trng.integers(len(BED_COLORS)))], Timeline(segs), 50.0)
+            self.trucks.append(truck)
+            self.truck_speeds_kmh[truck.track_id] = kmh
+        # ground marks for the calibration: the corners of a band of the lower image, where the trucks drive
+        marks = [(0.15, 0.45), (0.85, 0.45), (0.85, 0.9), (0.15, 0.9)]
+        ground = [cam.ray_to_ground(np.array([u * self.width, v * self.height])) for u, v in marks]
+        self._calibration = {"image": [[u, v] for u, v in marks],
+                             "ground": [[round(float(g[0]), 3), round(float(g[1]), 3)] for g in ground]}
+        for _ in range(int(rng.integers(1, 3))):
+            self.workers.append(self._random_worker(rng))
+
     def zone_file(self) -> dict | None:
         if self.scenario == "excavator_swing":
             return {
@@ -407,6 +440,17 @@ class SiteScene(Scene):
                     {"id": "machine-in-worker-area", "type": "intrusion", "zone": "worker-area",
                      "classes": ["excavator", "dump_truck"], "min_overlap": 0.05, "min_duration_s": 0.3,
                      "clear_after_s": 1.0, "severity": "critical"},
+                ],
+            }
+        if self.scenario == "truck_speed":
+            return {
+                "units": "normalized",
+                "calibration": self._calibration,
+                "zones": [],
+                "rules": [
+                    {"id": "truck-speeding", "type": "speed", "classes": ["dump_truck"],
+                     "max_kmh": TRUCK_SPEED_LIMIT_KMH, "window_s": 1.0, "min_duration_s": 0.5,
+                     "clear_after_s": 1.0, "severity": "warning"},
                 ],
             }
         if self.scenario == "truck_reverse":

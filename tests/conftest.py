@@ -98,6 +98,54 @@ def write_config(dirpath: Path, model: Path, source: Path | str, names: list[str
     return path
 
 
+# -- headless Chromium (Selenium 4): the web console's pages and the replay report ------------------------------------
+# A missing chromium, chromedriver or selenium fails the tests that use the browser (scripts/setup.sh installs them),
+# never skips them.
+CHROMIUM = "/usr/bin/chromium"
+CHROMEDRIVER = "/usr/bin/chromedriver"
+
+
+def unavailable(reason: str):
+    pytest.fail(f"{reason} (scripts/setup.sh installs Debian's chromium and chromium-driver; selenium is in [dev])")
+
+
+@pytest.fixture(scope="module")
+def driver(tmp_path_factory):
+    try:
+        from selenium import webdriver
+        from selenium.webdriver.chrome.options import Options
+        from selenium.webdriver.chrome.service import Service
+    except ImportError as exc:
+        unavailable(f"selenium is not installed ({exc}); pip install -e .[dev]")
+    for path, package in ((CHROMIUM, "chromium"), (CHROMEDRIVER, "chromium-driver")):
+        if not os.access(path, os.X_OK):
+            unavailable(f"{path} is missing (apt-get install {package})")
+    options = Options()
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                "--no-first-run", "--window-size=1400,1000",
+                f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}"):
+        options.add_argument(arg)
+    options.binary_location = CHROMIUM
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    options.page_load_strategy = "eager"  # a page with a live MJPEG stream never finishes loading
+    drv = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    drv.set_page_load_timeout(30)
+    yield drv
+    drv.quit()
+
+
+def console_errors(drv) -> list[dict]:
+    return [e for e in drv.get_log("browser") if e["level"] == "SEVERE"]
+
+
+def assert_clean_console(drv, expected: tuple[str, ...] = ()) -> None:
+    """No SEVERE entry in the browser console, but for the ``expected`` ones (Chromium logs every 4xx answer to a
+    fetch as "Failed to load resource", even one the page asked for and handles)."""
+    errors = [e for e in console_errors(drv) if not any(x in e["message"] for x in expected)]
+    assert not errors, "browser console errors:\n" + "\n".join(e["message"] for e in errors)
+
+
 class FailingSegmenter:
     """Wraps the real segmenter and raises on its 5th call: an error inside the inference stage."""
 

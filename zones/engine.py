@@ -6,7 +6,8 @@ one matrix product for all objects and zones.
 
 Every rule turns a frame into *conditions*, each under a key: (rule, track) for
 intrusion, dwell and line crossing, (rule, track, other track) for proximity and
-(rule, zone) for occupancy. Each key runs the same state machine:
+(rule, zone) for occupancy; speed keeps each track's ground point over a window. Each key runs the same
+state machine:
 
     idle -> pending (condition holds < min_duration_s) -> active: emit ``start``
          -> active, emit ``update`` when the object set changes or the worst value gets
@@ -17,15 +18,17 @@ intrusion, dwell and line crossing, (rule, track, other track) for proximity and
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from .events import AlertEvent, AlertObject
 from .geometry import boundary_points, convex_gap_bound, ground_quads, mask_gap, project, rasterize, segments_intersect
-from .schema import DwellRule, IntrusionRule, LineCrossingRule, OccupancyRule, ProximityRule, ZoneFile
+from .schema import DwellRule, IntrusionRule, LineCrossingRule, OccupancyRule, ProximityRule, SpeedRule, ZoneFile
 
 EPS_S = 1e-6  # pts arithmetic is float: 1.4 - 0.4 must count as 1.0 s
+SPEED_SAMPLES = 900  # speeds kept per speed alert (its median and top): a minute at 15 fps
 FORGET_S = 30.0  # per-track memory (line sides, dwell clocks) of tracks unseen this long is dropped
 
 
@@ -97,6 +100,8 @@ class _Frame:
         if kind == "bottom":
             low = ys == ys.max()
             return np.array([xs[low].mean() + 0.5, ys.max() + 1.0]) * self.eng.cell_px
+        if kind == "foot":  # under the mask's centre, on its lowest row: moves smoothly as the object does
+            return np.array([xs.mean() + 0.5, ys.max() + 1.0]) * self.eng.cell_px
         return np.array([xs.mean() + 0.5, ys.mean() + 0.5]) * self.eng.cell_px
 
 
@@ -115,8 +120,12 @@ class ZoneEngine:
         self._cooldown_until: dict[tuple, float] = {}
         self._line_side: dict[tuple, tuple[np.ndarray, int, float]] = {}  # (rule, track) -> point, side, pts
         self._inside_since: dict[tuple, tuple[float, float]] = {}  # (rule, track) -> since, last inside
+        self._ground_track: dict[tuple, deque] = {}  # (rule, track) -> (pts, ground x, ground y) over window_s
         self.active_zones: set[str] = set()
         self.occupancy: dict[str, dict[str, int]] = {}
+        # remote switches: rule id (None: the whole camera) -> (on, expires at wall s or None, set at wall s)
+        self.switches: dict[str | None, tuple[bool, float | None, float]] = {}
+        self.armed_rules: dict[str, bool] = {}  # rule id -> armed in the latest frame
         self._load(zone_file)
 
     def _load(self, zone_file: ZoneFile) -> None:
@@ -157,7 +166,7 @@ class ZoneEngine:
                 if st.active_id is not None:
                     events.append(self._event(st, old_rules[key[0]], "end", frame_index, pts_s, wall_s))
                 del self._states[key]
-        for d in (self._cooldown_until, self._line_side, self._inside_since):
+        for d in (self._cooldown_until, self._line_side, self._inside_since, self._ground_track):
             for key in [k for k in d if k[0] not in keep]:
                 del d[key]
         return events
@@ -169,6 +178,11 @@ class ZoneEngine:
         self._update_occupancy(f)
         events: list[AlertEvent] = []
         for rule in self.rules:
+            armed = self.armed(rule, wall_s)
+            self.armed_rules[rule.id] = armed
+            if not armed:
+                events += self._disarm(rule, frame_index, pts_s, wall_s)
+                continue
             if isinstance(rule, IntrusionRule):
                 conds = self._intrusion(rule, f)
             elif isinstance(rule, ProximityRule):
@@ -177,11 +191,65 @@ class ZoneEngine:
                 conds = self._occupancy(rule, f)
             elif isinstance(rule, DwellRule):
                 conds = self._dwell(rule, f, pts_s)
+            elif isinstance(rule, SpeedRule):
+                conds = self._speed(rule, f, pts_s)
             else:
                 conds = self._line(rule, f, pts_s)
             events += self._step(rule, conds, frame_index, pts_s, wall_s)
         self._forget(pts_s)
         self.active_zones = {st.cond.zone for st in self._states.values() if st.active_id and st.cond and st.cond.zone}
+        return events
+
+    # -- arming: schedules and remote switches ---------------------------------------------
+    def set_switch(self, rule_id: str | None, on: bool | None, wall_s: float) -> float | None:
+        """A remote switch for a rule (``rule_id``) or the whole camera (None); ``on=None`` hands control back
+        to the schedule. It holds until the schedule's next boundary (``switch_override: next_boundary``, when
+        there is a schedule) or until switched again; returns when it expires (None: never)."""
+        if on is None:
+            self.switches.pop(rule_id, None)
+            return None
+        rule = next((r for r in self.zone_file.rules if r.id == rule_id), None) if rule_id is not None else None
+        schedule = self.zone_file.schedule if rule_id is None else (rule.schedule if rule is not None else None)
+        expires = None
+        if self.zone_file.switch_override == "next_boundary" and schedule is not None:
+            expires = schedule.next_boundary(wall_s)
+        self.switches[rule_id] = (bool(on), expires, wall_s)
+        return expires
+
+    def _switch(self, rule_id: str | None, wall_s: float) -> bool | None:
+        sw = self.switches.get(rule_id)
+        if sw is None:
+            return None
+        if sw[1] is not None and wall_s >= sw[1]:  # the schedule's boundary passed: the schedule rules again
+            del self.switches[rule_id]
+            return None
+        return sw[0]
+
+    def camera_armed(self, wall_s: float) -> bool:
+        """The camera's switch, else its schedule (no schedule: armed)."""
+        cam = self._switch(None, wall_s)
+        if cam is None:
+            cam = self.zone_file.schedule.armed(wall_s) if self.zone_file.schedule is not None else True
+        return cam
+
+    def armed(self, rule, wall_s: float) -> bool:
+        """The camera armed (its switch, else its schedule) and the rule armed (its switch, else its schedule)."""
+        if not self.camera_armed(wall_s):
+            return False
+        own = self._switch(rule.id, wall_s)
+        if own is None:
+            own = rule.schedule.armed(wall_s) if rule.schedule is not None else True
+        return own
+
+    def _disarm(self, rule, frame_index: int, pts_s: float, wall_s: float) -> list[AlertEvent]:
+        """A disarmed rule starts nothing, and its active alerts end now (``extra.reason: disarmed``)."""
+        events = []
+        for key in [k for k in self._states if k[0] == rule.id]:
+            st = self._states.pop(key)
+            if st.active_id is not None:
+                ev = self._event(st, rule, "end", frame_index, pts_s, wall_s)
+                ev.extra["reason"] = "disarmed"
+                events.append(ev)
         return events
 
     def close(self, frame_index: int, pts_s: float, wall_s: float) -> list[AlertEvent]:
@@ -279,6 +347,41 @@ class ZoneEngine:
                                      f.stationary(i, rule), {"dwell_s": round(dwell, 3)}))
         return out
 
+    def _speed(self, rule: SpeedRule, f: _Frame, pts_s: float) -> list[Condition]:
+        """Ground speed of each object: the slope of a least-squares line through its ground point (below the
+        mask's centroid on its lowest row, through the calibration) over the last ``window_s``; judged once the
+        samples span 3/4 of it. The lowest row's own middle would jump between a vehicle's wheels."""
+        zi = self.zone_ids.index(rule.zone) if rule.zone is not None else None
+        out = []
+        for i in f.select(rule):
+            key = (rule.id, int(f.track_ids[i]))
+            x0, _, x1, y1 = f.xyxy[i]
+            bottom = np.array([(x0 + x1) / 2, y1])
+            if float(np.r_[bottom, 1.0] @ self.ground[2]) * self._ground_sign <= 0:
+                continue  # at or above the horizon: not on the ground
+            g = project(self.ground, bottom[None])[0]
+            hist = self._ground_track.setdefault(key, deque())
+            hist.append((pts_s, float(g[0]), float(g[1])))
+            while hist and hist[0][0] < pts_s - rule.window_s - EPS_S:
+                hist.popleft()
+            if len(hist) < 3 or pts_s - hist[0][0] + EPS_S < 0.75 * rule.window_s:
+                continue
+            if zi is not None and f.overlap[i, zi] + 1e-9 < rule.min_overlap:
+                continue
+            a = np.asarray(hist)
+            t = a[:, 0] - a[:, 0].mean()
+            v = (t @ (a[:, 1:] - a[:, 1:].mean(axis=0))) / max(float(t @ t), 1e-12)  # m/s along x and y
+            kmh = float(np.hypot(*v)) * 3.6
+            if kmh > rule.max_kmh:
+                st = self._states.get(key)
+                seen = st.cond.extra.get("_speeds", []) if st is not None and st.cond else []
+                speeds = (seen + [kmh])[-SPEED_SAMPLES:]
+                out.append(Condition(key, kmh, [f.obj(i)], rule.zone, f.stationary(i, rule),
+                                     {"speed_kmh": round(kmh, 1), "median_kmh": round(float(np.median(speeds)), 1),
+                                      "top_kmh": round(max(speeds), 1), "max_kmh": rule.max_kmh,
+                                      "_speeds": speeds}))
+        return out
+
     def _line(self, rule: LineCrossingRule, f: _Frame, pts_s: float) -> list[Condition]:
         a, b = self.lines[rule.id]
         vertical = abs(b[1] - a[1]) >= abs(b[0] - a[0])
@@ -366,6 +469,8 @@ class ZoneEngine:
             return value > reported + 0.05
         if isinstance(rule, DwellRule):
             return False  # the dwell clock always grows; the start said it all
+        if isinstance(rule, SpeedRule):
+            return value > reported * 1.1  # 10 % faster
         return value != reported
 
     def _forget(self, pts_s: float) -> None:
@@ -373,6 +478,8 @@ class ZoneEngine:
             stale = [k for k, v in d.items() if pts_s - v[-1] > FORGET_S or pts_s < v[-1] - FORGET_S]
             for k in stale:
                 del d[k]
+        for k in [k for k, h in self._ground_track.items() if not h or abs(pts_s - h[-1][0]) > FORGET_S]:
+            del self._ground_track[k]
         for k in [k for k, until in self._cooldown_until.items() if pts_s >= until]:
             del self._cooldown_until[k]
 
@@ -394,7 +501,7 @@ class ZoneEngine:
             started_pts_s=st.started_pts_s,
             ended_at=wall_s if kind == "end" else None,
             seq=st.seq,
-            extra=dict(c.extra) if c else {},
+            extra={k: v for k, v in c.extra.items() if not k.startswith("_")} if c else {},
         )
         st.seq += 1
         st.last_event_pts = pts_s

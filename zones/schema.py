@@ -11,6 +11,7 @@ from shapely.geometry import Polygon
 
 from .errors import ZoneFileError, from_validation_error, read_yaml, register_union_tags
 from .geometry import homography
+from .schedule import Schedule
 
 
 class _Strict(BaseModel):
@@ -51,6 +52,9 @@ class RuleBase(_Strict):
     ignore_stationary: float | None = Field(None, gt=0, le=86400,
                                             description="Do not start alerts for objects that have not moved for this many seconds.")
     severity: Literal["info", "warning", "critical"] = Field("warning", description="Severity carried by alerts.")
+    schedule: Schedule | None = Field(None, description="Armed only inside these weekly windows (and the "
+                                                        "camera's schedule); outside, no start and active alerts "
+                                                        "end (reason disarmed).")
 
 
 class IntrusionRule(RuleBase):
@@ -111,10 +115,58 @@ class LineCrossingRule(RuleBase):
         return self
 
 
-RULE_TYPES = ("intrusion", "proximity", "occupancy", "dwell", "line_crossing")
+class SpeedRule(RuleBase):
+    """An object of `classes` moves faster than max_kmh on the ground (needs calibration): its ground point (the
+    bottom of its mask, through the calibration) tracked over `window_s`."""
+
+    type: Literal["speed"]
+    max_kmh: float = Field(gt=0, le=1000, description="Alert above this ground speed (km/h).")
+    zone: str | None = Field(None, description="Only objects overlapping this zone (optional).")
+    min_overlap: float = Field(0.05, gt=0, le=1, description="With zone: the fraction of a mask inside it.")
+    window_s: float = Field(1.0, ge=0.2, le=10, description="Speed is the slope of a straight-line fit of the "
+                                                            "ground point over this many seconds (smooths the "
+                                                            "mask's jitter; an object is judged once it was "
+                                                            "seen for most of a window).")
+
+
+RULE_TYPES = ("intrusion", "proximity", "occupancy", "dwell", "line_crossing", "speed")
 register_union_tags(*RULE_TYPES)
-Rule = Annotated[Union[IntrusionRule, ProximityRule, OccupancyRule, DwellRule, LineCrossingRule],
+Rule = Annotated[Union[IntrusionRule, ProximityRule, OccupancyRule, DwellRule, LineCrossingRule, SpeedRule],
                  Field(discriminator="type")]
+
+
+class ObjectFilter(_Strict):
+    """Limits a detection must meet to reach the tracker (per class, or ``default`` for every class)."""
+
+    min_score: float | None = Field(None, ge=0, le=1, description="Least confidence.")
+    min_area: float | None = Field(None, gt=0, description="Least mask area, in area_units.")
+    max_area: float | None = Field(None, gt=0, description="Largest mask area, in area_units.")
+    area_units: Literal["fraction", "px", "m2"] = Field(
+        "fraction", description="fraction of the frame, frame pixels, or m2 on the ground (needs calibration).")
+    min_ratio: float | None = Field(None, gt=0, description="Least box width / height.")
+    max_ratio: float | None = Field(None, gt=0, description="Largest box width / height.")
+
+    @model_validator(mode="after")
+    def _ranges(self) -> "ObjectFilter":
+        for lo, hi in (("min_area", "max_area"), ("min_ratio", "max_ratio")):
+            a, b = getattr(self, lo), getattr(self, hi)
+            if a is not None and b is not None and a > b:
+                raise ValueError(f"{hi}: must be >= {lo} ({a}), got {b}")
+        if self.area_units == "fraction" and any(v is not None and v > 1 for v in (self.min_area, self.max_area)):
+            raise ValueError("min_area: a fraction of the frame is at most 1 (or set area_units: px or m2)")
+        return self
+
+
+class IgnoreRegion(_Strict):
+    """Detections whose mask lies mostly inside are dropped before the tracker: a cone the model calls a
+    worker, a parked machine, a poster of a person."""
+
+    id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$", description="Region id (counted per id).")
+    polygon: list[Point] = Field(description="Vertices in the file's `units`.")
+    classes: list[str] | None = Field(None, min_length=1, description="Only these classes (default: every class).")
+    min_overlap: float = Field(0.5, gt=0, le=1, description="Fraction of a mask inside the region to drop it.")
+
+    _valid_polygon = field_validator("polygon")(Zone._valid_polygon.__func__)
 
 
 class Calibration(_Strict):
@@ -138,6 +190,16 @@ class ZoneFile(_Strict):
     calibration: Calibration | None = None
     zones: list[Zone] = Field(default_factory=list)
     rules: list[Rule] = Field(default_factory=list)
+    filters: dict[str, ObjectFilter] = Field(default_factory=dict, description="Per class name (or `default`): "
+                                             "detections outside the limits are dropped before the tracker.")
+    ignore: list[IgnoreRegion] = Field(default_factory=list, description="Regions whose detections are dropped "
+                                                                         "before the tracker.")
+    schedule: Schedule | None = Field(None, description="The camera's arming schedule: every rule is armed only "
+                                                        "inside it (and inside its own).")
+    switch_override: Literal["next_boundary", "until_switched"] = Field(
+        "next_boundary", description="A remote switch (MQTT .../set) overrides the schedule until the schedule's "
+                                     "next window boundary (next_boundary), or until it is switched back "
+                                     "(until_switched). Without a schedule a switch holds until switched back.")
 
     @model_validator(mode="after")
     def _cross_checks(self) -> "ZoneFile":
@@ -168,10 +230,20 @@ class ZoneFile(_Strict):
                 raise ValueError(f"rules[{i}].zone: unknown zone {zone!r}, expected one of {ids}")
             if isinstance(r, ProximityRule) and r.units == "m" and self.calibration is None:
                 raise ValueError(f"rules[{i}].units: 'm' needs a calibration section (or use units: px)")
+            if isinstance(r, SpeedRule) and self.calibration is None:
+                raise ValueError(f"rules[{i}].type: speed needs a calibration section (ground metres)")
             if isinstance(r, LineCrossingRule):
                 inside(r.line, f"rules[{i}].line")
         if self.calibration is not None:
             inside(self.calibration.image, "calibration.image")
+        for cls, flt in self.filters.items():
+            if flt.area_units == "m2" and self.calibration is None:
+                raise ValueError(f"filters.{cls}.area_units: m2 needs a calibration section")
+        iids = [r.id for r in self.ignore]
+        for i, region in enumerate(self.ignore):
+            inside(region.polygon, f"ignore[{i}].polygon")
+            if region.id in iids[:i]:
+                raise ValueError(f"ignore[{i}].id: duplicate region id {region.id!r}")
         return self
 
     def zone(self, zone_id: str) -> Zone:

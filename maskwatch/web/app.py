@@ -9,6 +9,7 @@ The API is the contract; the pages (``static/``) are thin clients of it. Paths:
     PUT  /api/cameras/{id}/zones           replace it (JSON body): 200 + the stored file, 422 {"error": ...}, 413
     GET  /api/alerts?camera=&rule=&severity=&limit=   recent alert events, newest first
     GET  /api/snapshots/{name}             an alert's snapshot, by the name a recent alert gave it
+    GET  /api/clips/{name}                 an alert's clip (MP4), by the name a recent alert's end gave it
     GET  /api/health                       the /metrics figures as JSON, and the health verdict
     GET  /healthz                          200 while every stage runs, 503 and the reason once one failed
     GET  /metrics                          Prometheus text format
@@ -218,10 +219,31 @@ def create_app(backend: Backend, *, token: str | None = None, preview_fps: float
             if snap:
                 ev["snapshot_url"] = f"/api/snapshots/{Path(snap).name}"
                 ev["extra"] = {k: v for k, v in ev["extra"].items() if k != "snapshot"}  # no server paths
+            clip = (ev.get("extra") or {}).get("clip")
+            if clip:
+                if Path(clip).is_file():  # it appears about post_s after the end (and may be deleted by max_gb)
+                    ev["clip_url"] = f"/api/clips/{Path(clip).name}"
+                ev["extra"] = {k: v for k, v in ev["extra"].items() if k != "clip"}
+            verdict = backend.verdict(ev.get("id", ""))
+            if verdict:
+                ev["feedback"] = verdict
             out.append(ev)
             if len(out) >= limit:
                 break
         return {"alerts": out}
+
+    @app.post("/api/alerts/{alert_id}/{verdict}")
+    def feedback(alert_id: str, verdict: str):
+        """Mark an alert acknowledged (``ack``) or a false positive (``false_positive``); the last mark wins."""
+        if verdict not in ("ack", "false_positive"):
+            raise HTTPException(404, "expected /ack or /false_positive")
+        try:
+            backend.feedback(alert_id, verdict)
+        except KeyError as exc:
+            raise HTTPException(404, str(exc).strip("'")) from None
+        except NotImplementedError:
+            raise HTTPException(409, f"no alerts in {backend.mode} mode") from None
+        return {"id": alert_id, "feedback": verdict}
 
     @app.get("/api/snapshots/{name}")
     def snapshot(name: str):
@@ -229,6 +251,13 @@ def create_app(backend: Backend, *, token: str | None = None, preview_fps: float
         if path is None or not path.is_file():
             raise HTTPException(404, "no such snapshot")
         return FileResponse(path, media_type="image/jpeg")
+
+    @app.get("/api/clips/{name}")
+    def clip(name: str):
+        path = backend.clip(name)
+        if path is None or not path.is_file():
+            raise HTTPException(404, "no such clip")
+        return FileResponse(path, media_type="video/mp4")
 
     @app.get("/api/health")
     def health():

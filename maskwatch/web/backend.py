@@ -57,6 +57,16 @@ class Backend:
     def snapshot(self, name: str) -> Path | None:
         return None
 
+    def clip(self, name: str) -> Path | None:
+        return None
+
+    def verdict(self, alert_id: str) -> str | None:
+        """What a person marked the alert (ack, false_positive), if anything."""
+        return None
+
+    def feedback(self, alert_id: str, verdict: str) -> None:
+        raise NotImplementedError
+
     def health(self) -> tuple[bool, str]:
         return True, "ok"
 
@@ -116,6 +126,25 @@ class PipelineBackend(Backend):
             if path and Path(path).name == name:
                 return Path(path)
         return None
+
+    def clip(self, name: str) -> Path | None:
+        """The file of an event clip *named* in a recent alert's end: looked up, never joined from the request."""
+        for ev in reversed(self.pipe.recent_alerts):
+            path = (ev.get("extra") or {}).get("clip")
+            if path and Path(path).name == name:
+                return Path(path)
+        return None
+
+    def verdict(self, alert_id: str) -> str | None:
+        return self.pipe.controls.verdicts.get(alert_id)
+
+    def feedback(self, alert_id: str, verdict: str) -> None:
+        """Stored beside the outbox (table ``feedback``), for ``maskwatch feedback export``; KeyError for an
+        alert this run has not raised."""
+        camera = next((ev["camera"] for ev in reversed(self.pipe.recent_alerts) if ev.get("id") == alert_id), None)
+        if camera is None:
+            raise KeyError(f"no recent alert {alert_id!r}")
+        self.pipe.controls.feedback(camera, alert_id, verdict, "api")
 
     def health(self) -> tuple[bool, str]:
         return self.pipe.health()

@@ -267,7 +267,7 @@ def _finish(proc: subprocess.Popen, timeout: float = 300) -> str:
         if proc.poll() is None:
             proc.kill()
             proc.communicate()
-    return err
+    return "".join(_STDERR.pop(proc.pid, [])) + (err or "")
 
 
 def _jsonl(tmp_path: Path) -> list[dict]:
@@ -385,7 +385,8 @@ def test_wrong_password_is_a_clear_error_and_alerts_stay(tmp_path, model_path, m
     b = broker_factory(users={"maskwatch": password}).start()
     clip = write_clip(tmp_path / "clip.mp4", frames=40)
     cfg = _config(tmp_path, model_path, model_names, clip,
-                  b.mqtt_config(username="maskwatch", password_env=PASSWORD_ENV), shutdown_s=2)
+                  b.mqtt_config(username="maskwatch", password_env=PASSWORD_ENV), shutdown_s=2,
+                  alerts={"drain_timeout_s": 2})
     proc = _start(cfg, env={PASSWORD_ENV: "wrong-guess-123"})
     err = _finish(proc, 120)
     assert proc.returncode == 0, err
@@ -412,7 +413,8 @@ def test_tls_mismatch_is_a_clear_error_and_alerts_stay(tmp_path, model_path, mod
     clip = write_clip(tmp_path / "clip.mp4", frames=40)
     client_cert = {"cert_file": str(tls_files.client_cert), "key_file": str(tls_files.client_key)}
     bad = _config(tmp_path, model_path, model_names, clip,
-                  b.mqtt_config(tls={"ca_file": str(tls_files.other_ca), **client_cert}), shutdown_s=2)
+                  b.mqtt_config(tls={"ca_file": str(tls_files.other_ca), **client_cert}), shutdown_s=2,
+                  alerts={"drain_timeout_s": 2})
     proc = _start(bad)
     err = _finish(proc, 120)
     assert proc.returncode == 0, err
@@ -512,3 +514,96 @@ def test_a_publish_as_the_connection_drops_is_acked_by_its_puback():
     ok._set_as_published()
     sink._on_publish(None, None, 42, success, None)
     assert sink.acked() == [8] and not sink._inflight and not sink._acked_mids
+
+
+def test_alerts_waiting_at_the_end_of_a_run_are_delivered_before_it_exits(tmp_path, model_path, model_names,
+                                                                          broker_factory, subscriber_factory):
+    """The broker is down while a file run makes its alerts and comes back only after the last frame: the run
+    reconnects at once (not after its grown backoff) and delivers every alert before it exits."""
+    b = broker_factory()
+    clip = write_clip(tmp_path / "clip.mp4", frames=60)
+    cfg = _config(tmp_path, model_path, model_names, clip, b.mqtt_config(reconnect_max_s=60),
+                  alerts={"drain_timeout_s": 60})
+    proc = _start(cfg, "--summary", str(tmp_path / "s.json"))
+    try:
+        wait_for(lambda: proc.poll() is not None or "delivering for up to 60 s" in _stderr_so_far(proc), 120, 0.2,
+                 "the end of the frames")
+        time.sleep(8)  # the backoff grows past the pending cap meanwhile (1, 2, 2, ... s)
+        assert proc.poll() is None, "the run ended without delivering"
+        sub = subscriber_factory(b.start())
+        t0 = time.monotonic()
+        err = _finish(proc, 120)
+        took = time.monotonic() - t0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    produced = _jsonl(tmp_path)
+    assert produced and {_key(x) for x in sub.alerts()} >= {_key(x) for x in produced}
+    assert _outbox_rows(tmp_path) == []
+    assert took < 10, f"delivered {took:.1f} s after the broker came back"
+    print(f"every alert delivered and the run ended {took:.1f} s after the broker came back")
+    summary = json.loads((tmp_path / "s.json").read_text())
+    assert summary["outbox"]["pending"] == 0 and summary["outbox"]["delivered"] == len(produced)
+    assert f"{len(produced)} delivered, 0 remain" in err, err[-2000:]
+
+
+def test_broker_down_at_the_end_exits_after_the_drain_timeout_and_keeps_the_alerts(
+        tmp_path, model_path, model_names, broker_factory, subscriber_factory):
+    b = broker_factory()
+    clip = write_clip(tmp_path / "clip.mp4", frames=40)
+    cfg = _config(tmp_path, model_path, model_names, clip, b.mqtt_config(), alerts={"drain_timeout_s": 3})
+    t0 = time.monotonic()
+    proc = _start(cfg, "--summary", str(tmp_path / "s.json"))
+    err = _finish(proc, 120)
+    assert proc.returncode == 0, err
+    produced = _jsonl(tmp_path)
+    left = _outbox_rows(tmp_path)
+    assert produced and len(left) == len(produced)
+    summary = json.loads((tmp_path / "s.json").read_text())
+    assert summary["outbox"]["pending"] == len(produced)
+    assert f"{len(produced)} remain in the outbox" in err and "sent at the next start" in err, err[-2000:]
+    assert time.monotonic() - t0 < 60
+    sub = subscriber_factory(b.start())  # the next run delivers them
+    proc = _start(cfg, "--max-frames", "1")
+    assert proc.wait(120) == 0
+    wait_for(lambda: {_key(x) for x in sub.alerts()} >= {_key(x) for x in produced}, 30, what="kept alerts")
+
+
+def test_sigint_during_the_final_drain_stops_at_once(tmp_path, model_path, model_names, broker_factory):
+    b = broker_factory()
+    clip = write_clip(tmp_path / "clip.mp4", frames=40)
+    cfg = _config(tmp_path, model_path, model_names, clip, b.mqtt_config(), alerts={"drain_timeout_s": 120})
+    proc = _start(cfg)
+    try:
+        wait_for(lambda: proc.poll() is not None or "delivering for up to 120 s" in _stderr_so_far(proc), 120, 0.2,
+                 "the final drain")
+        t0 = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        err = _finish(proc, 30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0 and time.monotonic() - t0 < 10, err[-2000:]
+    assert _outbox_rows(tmp_path), "the waiting alerts stay in the outbox"
+
+
+_STDERR: dict[int, list[str]] = {}
+
+
+def _stderr_so_far(proc: subprocess.Popen) -> str:
+    """What the process wrote to stderr so far (read without blocking; kept for ``_finish``)."""
+    import fcntl
+
+    buf = _STDERR.setdefault(proc.pid, [])
+    fd = proc.stderr.fileno()
+    fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) | os.O_NONBLOCK)
+    while True:
+        try:
+            chunk = os.read(fd, 65536)
+        except BlockingIOError:
+            break
+        if not chunk:
+            break
+        buf.append(chunk.decode(errors="replace"))
+    return "".join(buf)

@@ -21,20 +21,15 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.conftest import assert_clean_console  # the `driver` fixture (headless Chromium) is there too
 from tests.pipeline.conftest import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
-CHROMIUM = "/usr/bin/chromium"
-CHROMEDRIVER = "/usr/bin/chromedriver"
 SCREENSHOTS = os.environ.get("MASKWATCH_SCREENSHOTS") == "1"
 MODEL = ROOT / "models" / "maskwatch-demo-seg.onnx"
 CAMERA = "site-demo"
 INTRUSION = "machine-in-worker-area"  # the clip's scripted event (from 7.1 s on, seed 7)
 WAIT = 30  # seconds: the longest explicit wait for a page to show something
-
-
-def unavailable(reason: str):
-    pytest.fail(f"{reason} (scripts/setup.sh installs Debian's chromium and chromium-driver; selenium is in [dev])")
 
 
 # -- the server --------------------------------------------------------------------------------------------------
@@ -128,48 +123,11 @@ def make_config(folder: Path, clip: Path) -> tuple[Path, Path]:
 # -- the browser ---------------------------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def driver(tmp_path_factory):
-    try:
-        from selenium import webdriver
-        from selenium.webdriver.chrome.options import Options
-        from selenium.webdriver.chrome.service import Service
-    except ImportError as exc:
-        unavailable(f"selenium is not installed ({exc}); pip install -e .[dev]")
-    for path, package in ((CHROMIUM, "chromium"), (CHROMEDRIVER, "chromium-driver")):
-        if not os.access(path, os.X_OK):
-            unavailable(f"{path} is missing (apt-get install {package})")
-    options = Options()
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                "--no-first-run", "--window-size=1400,1000",
-                f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}"):
-        options.add_argument(arg)
-    options.binary_location = CHROMIUM
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    options.page_load_strategy = "eager"  # a page with a live MJPEG stream never finishes loading
-    drv = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-    drv.set_page_load_timeout(30)
-    yield drv
-    drv.quit()
-
-
 @pytest.fixture
 def browser(driver):
     driver.get_log("browser")  # drop what an earlier test left
     yield driver
     driver.get("about:blank")  # closes the live streams before the server stops
-
-
-def console_errors(drv) -> list[dict]:
-    return [e for e in drv.get_log("browser") if e["level"] == "SEVERE"]
-
-
-def assert_clean_console(drv, expected: tuple[str, ...] = ()) -> None:
-    """No SEVERE entry in the browser console, but for the ``expected`` ones (Chromium logs every 4xx answer to a
-    fetch as "Failed to load resource", even one the page asked for and handles)."""
-    errors = [e for e in console_errors(drv) if not any(x in e["message"] for x in expected)]
-    assert not errors, "browser console errors:\n" + "\n".join(e["message"] for e in errors)
 
 
 def wait(drv, what: str, pred, timeout: float = WAIT):

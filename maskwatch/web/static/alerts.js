@@ -28,8 +28,9 @@
     return q;
   }
 
-  function row(a, ended, active) {
+  function row(a, ended, active, clips) {
     const cam = `/cameras/${encodeURIComponent(a.camera)}`;
+    const clip = a.clip_url || clips.get(a.id);  // the end event names it: every row of the alert links it
     return el("tr", {"data-alert-id": a.id, "data-type": a.type},
       el("td.num", {text: MW.time(a.wall_time)}),
       el("td", {}, el("a", {href: cam, text: a.camera})),
@@ -43,7 +44,24 @@
       el("td", {}, a.snapshot_url
         ? el("a", {href: a.snapshot_url, target: "_blank", rel: "noopener"},
              el("img.thumb", {src: a.snapshot_url, alt: `Snapshot: ${a.rule} on ${a.camera}`, loading: "lazy"}))
-        : el("span.muted", {text: "\u2013"})));
+        : (clip ? null : el("span.muted", {text: "\u2013"})),
+         // the event clip (once written, after the alert's end): pre_s before its start to post_s after its end
+         clip ? el("a.clip", {href: clip, target: "_blank", rel: "noopener", type: "video/mp4",
+                              text: "\u25B6 clip", title: `Video clip: ${a.rule} on ${a.camera}`}) : null),
+      el("td.feedback", {}, a.type === "start" ? feedbackCell(a) : null));
+  }
+
+  /** Acknowledge or mark as false positive (stored with the alert; false positives become training data). */
+  function feedbackCell(a) {
+    if (a.feedback) return el("span.verdict", {"data-verdict": a.feedback,
+                                               text: a.feedback === "ack" ? "\u2713 acknowledged" : "\u2717 false positive"});
+    const mark = (verdict) => async () => {
+      await MW.api(`/api/alerts/${encodeURIComponent(a.id)}/${verdict}`, {method: "POST"});
+      shown = null;
+      refresh();
+    };
+    return [el("button.ack", {type: "button", text: "\u2713", title: "Acknowledge", onclick: mark("ack")}),
+            el("button.fp", {type: "button", text: "\u2717", title: "False positive", onclick: mark("false_positive")})];
   }
 
   async function refresh() {
@@ -63,12 +81,15 @@
     // an alert's end, from its end event; "ongoing" while a camera lists it as active
     const ended = new Map(data.alerts.filter((a) => a.ended_at).map((a) => [a.id, a.ended_at]));
     const active = new Set(cams.cameras.flatMap((c) => (c.active_alerts || []).map((a) => a.id)));
-    const key = JSON.stringify([q.toString(), data.alerts.map((a) => [a.id, a.type, a.seq, a.ended_at]), [...active]]);
+    const clips = new Map(data.alerts.filter((a) => a.clip_url).map((a) => [a.id, a.clip_url]));
+    const key = JSON.stringify([q.toString(), data.alerts.map((a) => [a.id, a.type, a.seq, a.ended_at, a.clip_url,
+                                                                  a.feedback]),
+                                [...active]]);
     if (key === shown) return;
     shown = key;
     const body = $("#alerts tbody");
-    fill(body, data.alerts.length ? data.alerts.map((a) => row(a, ended, active))
-      : el("tr", {}, el("td.empty", {colspan: 9, text: "No alert" + (q.toString() ? " matches the filters." : " yet.")})));
+    fill(body, data.alerts.length ? data.alerts.map((a) => row(a, ended, active, clips))
+      : el("tr", {}, el("td.empty", {colspan: 10, text: "No alert" + (q.toString() ? " matches the filters." : " yet.")})));
   }
 
   const params = new URLSearchParams(location.search);
