@@ -49,9 +49,11 @@ class Window(_Strict):
                 raise ValueError(f"unknown day {d!r}, expected one of {', '.join(DAYS)}, all, weekdays, weekend")
         return out
 
-    @field_validator("start", "end")
+    @field_validator("start", "end", mode="before")
     @classmethod
-    def _time(cls, v: str) -> str:
+    def _time(cls, v) -> str:
+        if isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 1440:
+            v = f"{v // 60:02d}:{v % 60:02d}"  # YAML 1.1 (PyYAML) reads an unquoted 22:00 as 1320 (base 60)
         if not _HHMM.match(str(v)):
             raise ValueError(f"expected HH:MM (00:00..24:00), got {v!r}")
         return str(v)

@@ -67,6 +67,10 @@ def summary_lines(res: ReplayResult, report: Path) -> list[str]:
     for rid in rules:
         lines.append(f"  {rid:<{width}}" + "".join(f"  {sum(a.rule == rid for a in vr.alerts):>9}"
                                                    for vr in res.variants))
+    for vr in res.variants:
+        if vr.filtered:
+            lines.append(f"removed before the tracker ({vr.variant.name}): " + ", ".join(
+                f"{cls} {reason} {n}" for (cls, reason), n in sorted(vr.filtered.items())))
     if res.gt_doc is not None:
         lines.append(f"ground truth ({res.gt_path}):")
         gt_rules = sorted(ground_truth_rules(res.gt_doc))

@@ -114,6 +114,7 @@ def render(res: ReplayResult) -> str:
         _rules_section(res),
         _timeline_section(res),
         _occupancy_section(res),
+        _filtered_section(res),
         _run_section(res),
         f'<footer>maskwatch {_e(__version__)} replay, {_e(_dt.datetime.now().strftime("%Y-%m-%d %H:%M"))}. '
         "Nothing was published: no MQTT, no JSONL, the outbox untouched.</footer>",
@@ -471,6 +472,26 @@ def _occupancy_section(res: ReplayResult) -> str:
 
 
 # -- model and tracker figures -------------------------------------------------------------------------------------
+def _filtered_section(res: ReplayResult) -> str:
+    """What the zone file's filters and ignore regions removed before the tracker (per class and reason)."""
+    if not any(vr.filtered for vr in res.variants) and not any(
+            vr.variant.zone_file.filters or vr.variant.zone_file.ignore for vr in res.variants):
+        return ""
+    blocks = ['<section id="filtered"><h2>Removed by filters and ignore regions</h2><p class="note">Detections '
+              "dropped before the tracker, per frame (a parked machine inside an ignore region counts once per "
+              "frame), and a frame of each kind, the removed objects drawn.</p>"]
+    for vr in res.variants:
+        rows = [[cls, reason, f"{n}"] for (cls, reason), n in sorted(vr.filtered.items())]
+        blocks.append(f"<h3>{_e(vr.variant.name)}</h3>" + (_table(["class", "reason", "detections"], rows, "filtered")
+                                                            if rows else '<p class="note">nothing removed</p>'))
+        for reason, cls, jpeg in vr.filtered_thumbs:
+            b64 = base64.b64encode(jpeg).decode()
+            blocks.append(f'<figure class="thumb"><img alt="{_e(cls)} removed: {_e(reason)}" '
+                          f'src="data:image/jpeg;base64,{b64}"><figcaption>{_e(cls)}: {_e(reason)}</figcaption></figure>')
+    blocks.append("</section>")
+    return "".join(blocks)
+
+
 def _table(head: list[str], rows: list[list[str]], cls: str) -> str:
     th = "".join(f'<th class="{"l" if i == 0 else ""}">{_e(h)}</th>' for i, h in enumerate(head))
     trs = "".join("<tr>" + "".join(f'<td class="{"l" if i == 0 else ""}">{_e(c)}</td>' for i, c in enumerate(r))

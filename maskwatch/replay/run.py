@@ -26,6 +26,7 @@ FLAP_SHORT_S = 2.0  # an alert shorter than this is flapping ...
 FLAP_RESTART_FACTOR = 2.0  # ... and so is one restarting within clear_after_s x this after the same key's end
 THUMB_WIDTH = 384  # thumbnails: the model input's content (640 wide for a 640 model), scaled to this width
 MAX_THUMBNAILS = 200  # per variant: a long footage with many alerts keeps the report's size bounded
+MAX_FILTER_THUMBNAILS = 12  # frames showing what the filters removed, one per reason and class
 SET_PATHS = "rules.<rule id>.<field>, zones.<zone id>.<field> or tracker.<field>"
 
 
@@ -144,6 +145,10 @@ class VariantResult:
     occupancy: dict[str, dict[str, list[int]]] = field(default_factory=dict)
     tracked_per_class: Counter = field(default_factory=Counter)  # detections on reported tracks
     tracks_per_class: dict[str, set] = field(default_factory=dict)  # reported track ids
+    # detections the zone file's filters and ignore regions dropped before the tracker: (class, reason) -> count,
+    # and a few frames showing them (reason, class, JPEG)
+    filtered: Counter = field(default_factory=Counter)
+    filtered_thumbs: list = field(default_factory=list)
     tracker_s: float = 0.0
     zones_s: float = 0.0
     draw_s: float = 0.0
@@ -235,10 +240,12 @@ class _Runner:
         self.polys: dict[str, np.ndarray] = {}
         self.frames = 0  # frames analysed (the length of every occupancy series)
         self.thumbnails = 0
+        self.filter = None  # the variant's DetectionFilter (built at the first frame)
 
     def step(self, frame, dets) -> None:
         res = self.res
         t0 = time.perf_counter()
+        dets = self._filter(frame, dets)
         tracked = self.tracker.update(dets, frame.pts_s, frame.content)
         t1 = time.perf_counter()
         res.tracker_s += t1 - t0
@@ -256,6 +263,27 @@ class _Runner:
             res.tracks_per_class.setdefault(name, set()).add(int(tid))
         self._occupancy(self.engine.occupancy)
         self._events(events, frame, tracked)
+
+    def _filter(self, frame, dets):
+        """The zone file's filters and ignore regions, as the pipeline applies them (counted, a few shown)."""
+        from maskwatch.zones.filters import DetectionFilter
+
+        if self.filter is None:
+            self.filter = DetectionFilter(self.res.variant.zone_file, frame.frame_wh, dets.mask_space.mask_wh)
+        if not self.filter.active or not len(dets):
+            return dets
+        names = [self.names.get(int(k), str(k)) for k in dets.class_id]
+        why = self.filter.reasons(names, dets.confidence, dets.xyxy, dets.masks)
+        if not any(why):
+            return dets
+        dropped = np.array([r is not None for r in why], bool)
+        for name, reason in zip(names, why):
+            if reason:
+                self.res.filtered[(name, reason)] += 1
+                shown = {(r, c) for r, c, _ in self.res.filtered_thumbs}
+                if (reason, name) not in shown and len(self.res.filtered_thumbs) < MAX_FILTER_THUMBNAILS:
+                    self.res.filtered_thumbs.append((reason, name, self._thumbnail(frame, dets[dropped], set())))
+        return dets[~dropped]
 
     def _occupancy(self, occ: dict[str, dict[str, int]]) -> None:
         for zid, counts in occ.items():
@@ -292,13 +320,14 @@ class _Runner:
                 rec.end_frame, rec.end_s, rec.open_at_end = ev.frame_index, ev.pts_s, at_end
                 del self.open[ev.id]
 
-    def _thumbnail(self, frame, tracked) -> bytes:
+    def _thumbnail(self, frame, tracked, active: set | None = None) -> bytes:
         import cv2
 
         from maskwatch.pipeline.draw import annotate
 
-        image = annotate(np.ascontiguousarray(frame.content), tracked, self.names, self.polys,
-                         set(self.engine.active_zones), frame_wh=frame.frame_wh)
+        active = set(self.engine.active_zones) if active is None else active
+        image = annotate(np.ascontiguousarray(frame.content), tracked, self.names, self.polys, active,
+                         frame_wh=frame.frame_wh)
         h, w = image.shape[:2]
         if w > THUMB_WIDTH:
             image = cv2.resize(image, (THUMB_WIDTH, max(1, round(h * THUMB_WIDTH / w))), interpolation=cv2.INTER_AREA)

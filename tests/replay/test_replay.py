@@ -322,3 +322,29 @@ def test_alerts_overlapping_in_time_get_lanes(replayed):
                     overlapping += 1
                     assert a[2] != b[2], (row[:120], a, b)
     assert overlapping >= 1  # the clip has concurrent proximity alerts (two workers near the excavator)
+
+
+def test_replay_shows_what_filters_and_ignore_regions_removed(site, tmp_path):
+    """A zone file with an ignore region over the worker area and a score filter: the report counts the removed
+    detections per class and reason and shows a frame of each, and the intrusion no longer fires (the
+    excavator's arm inside the region is removed before the tracker)."""
+    zones = yaml.safe_load(site["zones"].read_text())
+    area = next(z for z in zones["zones"] if z["id"] == "worker-area")
+    zones["ignore"] = [{"id": "area", "polygon": area["polygon"], "classes": ["excavator"], "min_overlap": 0.05}]
+    zones["filters"] = {"worker": {"min_score": 0.99}}
+    filtered = tmp_path / "filtered.yaml"
+    filtered.write_text(yaml.safe_dump(zones))
+    report = tmp_path / "report.html"
+    proc = subprocess.run([sys.executable, "-m", "maskwatch", "replay", str(site["config"]), "--source",
+                           str(site["clip"] / "video.mp4"), "--zones", str(filtered), "--report", str(report)],
+                          capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    text = report.read_text()
+    assert 'id="filtered"' in text and "ignore:area" in text and "min_score" in text
+    counts = {(m.group(1), m.group(2)): int(m.group(3)) for m in re.finditer(
+        r'<tr><td class="l">(\w+)</td><td class="">([\w:]+)</td><td class="">(\d+)</td></tr>', text)}
+    assert counts[("excavator", "ignore:area")] > 0 and counts[("worker", "min_score")] > 0, counts
+    assert len(re.findall(r'alt="\w+ removed: [\w:]+"', text)) >= 2
+    line = next(ln for ln in proc.stdout.splitlines() if ln.strip().startswith(INTRUSION))
+    assert line.split()[-1] == "0", proc.stdout  # the intrusion is gone with the excavator's arm
+    assert "removed before the tracker (baseline): " in proc.stdout and "excavator ignore:area" in proc.stdout

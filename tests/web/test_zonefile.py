@@ -112,3 +112,30 @@ def test_a_failed_write_leaves_the_old_file(zones, monkeypatch):
         zonefile.save(zones, data, NAMES)
     assert zones.read_bytes() == before
     assert not [p for p in zones.parent.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_site_controls_and_speed_rules_survive_a_console_save(zones):
+    """The editor PUTs the whole file: filters, ignore regions, schedules and a speed rule come back as they
+    were, validated by the same schema (an edit elsewhere keeps them)."""
+    data = zonefile.read_plain(zones)
+    data["filters"] = {"default": {"min_score": 0.4}, "worker": {"max_area": 0.05}}
+    data["ignore"] = [{"id": "cones", "polygon": [[0.0, 0.8], [0.1, 0.8], [0.1, 1.0]], "classes": ["worker"]}]
+    data["schedule"] = {"timezone": "Europe/Berlin", "windows": [{"days": ["mon", "tue"], "start": "06:30",
+                                                                   "end": "19:00"}]}
+    data["rules"].append({"id": "speeding", "type": "speed", "classes": ["dump_truck"], "max_kmh": 15,
+                          "schedule": {"timezone": "UTC", "windows": [{"days": ["sat"], "start": "22:00",
+                                                                        "end": "02:00"}]}})
+    zf = zonefile.save(zones, data)
+    again = load_zone_file(zones)
+    assert again == zf and again.filters["worker"].max_area == 0.05 and again.ignore[0].id == "cones"
+    assert again.schedule.windows[0].days == ["mon", "tue"] and again.rules[-1].type == "speed"
+    data = zonefile.read_plain(zones)
+    data["zones"][0]["name"] = "renamed"  # an unrelated edit
+    zonefile.save(zones, data)
+    kept = load_zone_file(zones)
+    assert kept.filters == again.filters and kept.ignore == again.ignore and kept.schedule == again.schedule
+    bad = zonefile.read_plain(zones)
+    bad["ignore"][0]["min_overlap"] = 2
+    with pytest.raises(ZoneFileError) as err:
+        zonefile.save(zones, bad)
+    assert err.value.field == "ignore[0].min_overlap"

@@ -145,3 +145,13 @@ def test_ignore_regions_drop_masks_mostly_inside_per_class():
     xyxy, masks = _boxes((0, 0, 10, 10), (14, 0, 24, 10), (17, 0, 25, 10), (0, 0, 10, 10))
     got = flt.reasons(["worker", "worker", "worker", "excavator"], [0.9] * 4, xyxy, masks)
     assert got == ["ignore:cones", "ignore:cones", None, None]
+
+
+def test_unquoted_times_in_yaml_are_read_as_times():
+    """PyYAML (YAML 1.1) reads an unquoted 22:00 as the base-60 number 1320: still 22:00 here."""
+    import yaml
+
+    doc = yaml.safe_load("units: normalized\nschedule: {timezone: UTC, windows: [{days: all, start: 06:30, end: 22:00}]}")
+    assert doc["schedule"]["windows"][0]["end"] == 1320
+    w = parse_zone_file(doc).schedule.windows[0]
+    assert (w.start, w.end) == ("06:30", "22:00")

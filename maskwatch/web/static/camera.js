@@ -12,15 +12,16 @@ overlay's viewBox is the image's natural size; a point converts between the file
   const cid = decodeURIComponent(location.pathname.replace(/\/+$/, "").split("/").pop());
   const base = `/api/cameras/${encodeURIComponent(cid)}`;
   const ID_RE = /^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/;
-  const RULE_TYPES = ["intrusion", "proximity", "occupancy", "dwell", "line_crossing"];
+  const RULE_TYPES = ["intrusion", "proximity", "occupancy", "dwell", "line_crossing", "speed"];
   const COMMON = ["id", "type", "classes", "enabled", "min_confidence", "min_duration_s", "clear_after_s",
-                  "cooldown_s", "update_interval_s", "ignore_stationary", "severity"];
+                  "cooldown_s", "update_interval_s", "ignore_stationary", "severity", "schedule"];
   const SPECIFIC = {
     intrusion: ["zone", "min_overlap"],
     proximity: ["near", "max_distance", "units", "zone"],
     occupancy: ["zone", "max_count", "min_overlap"],
     dwell: ["zone", "max_duration_s", "min_overlap"],
     line_crossing: ["line", "direction", "anchor"],
+    speed: ["max_kmh", "window_s", "zone", "min_overlap"],
   };
   // number fields: label, default (shown as placeholder; an empty input leaves the key out), bounds
   const NUMBERS = {
@@ -28,6 +29,8 @@ overlay's viewBox is the image's natural size; a point converts between the file
     max_distance: {label: "Max distance", required: true, min: 0},
     max_count: {label: "Max count", required: true, min: 0, step: 1},
     max_duration_s: {label: "Max duration (s)", required: true, min: 0},
+    max_kmh: {label: "Max speed (km/h)", required: true, min: 0},
+    window_s: {label: "Speed window (s)", def: 1, min: 0.2, max: 10},
     min_confidence: {label: "Min confidence", def: 0, min: 0, max: 1},
     min_duration_s: {label: "Min duration (s)", def: 0, min: 0},
     clear_after_s: {label: "Clear after (s)", def: 1, min: 0},
@@ -488,6 +491,7 @@ overlay's viewBox is the image's natural size; a point converts between the file
     }
     if (type === "occupancy" && out.max_count === undefined) out.max_count = 1;
     if (type === "dwell" && out.max_duration_s === undefined) out.max_duration_s = 30;
+    if (type === "speed" && out.max_kmh === undefined) out.max_kmh = 15;
     if (type === "line_crossing" && !Array.isArray(out.line)) out.line = [toFile([W * 0.3, H * 0.6]), toFile([W * 0.7, H * 0.6])];
     return out;
   }
@@ -583,6 +587,11 @@ overlay's viewBox is the image's natural size; a point converts between the file
     }
     if (type === "occupancy") add(numberField(j, rule, "max_count"));
     if (type === "dwell") add(numberField(j, rule, "max_duration_s"));
+    if (type === "speed") {  // needs the calibration (ground metres)
+      add(numberField(j, rule, "max_kmh"));
+      add(numberField(j, rule, "window_s"));
+      add(zoneField(j, rule, true));
+    }
     if (["intrusion", "occupancy", "dwell"].includes(type)) add(numberField(j, rule, "min_overlap"));
     if (type === "line_crossing") {
       const line = Array.isArray(rule.line) ? rule.line.map(fmtPt).join(" \u2192 ") : "(none)";
