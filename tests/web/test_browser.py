@@ -405,3 +405,40 @@ class TestEditor:
         assert "self-intersecting" in error.text
         assert zones.read_bytes() == server.original
         assert_clean_console(browser, expected=(self.PUT_422,))  # the two answers shown above
+
+
+class TestSiteControlsPanel:
+    """Filters, ignore regions and the schedule edited as JSON in the camera page, saved by the server's checks."""
+
+    @pytest.fixture
+    def server(self, edit_server):
+        return edit_server
+
+    def test_edit_site_controls_and_save(self, browser, server):
+        server.zones.write_bytes(server.original)
+        TestEditor.open_editor(None, server, browser)
+        box = css(browser, "#controls")
+        assert json.loads(box.get_attribute("value")) == {}
+        controls = {"filters": {"worker": {"min_score": 0.5}},
+                    "ignore": [{"id": "cones", "polygon": [[0.05, 0.8], [0.2, 0.8], [0.2, 0.95], [0.05, 0.95]]}],
+                    "schedule": {"timezone": "Europe/Berlin", "windows": [{"days": "weekdays", "start": "06:30",
+                                                                           "end": "19:00"}]}}
+        browser.execute_script("arguments[0].value = arguments[1]", box, json.dumps(controls))
+        css(browser, "#apply-controls").click()
+        wait(browser, "the ignore region drawn", lambda d: css_all(d, '#overlay polygon.ignore[data-ignore="cones"]'))
+        css(browser, "#save").click()
+        wait(browser, "saved", lambda d: css(d, "#status").get_attribute("data-state") == "saved")
+        saved = yaml.safe_load(server.zones.read_text())
+        assert saved["filters"] == controls["filters"] and saved["ignore"][0]["id"] == "cones"
+        assert saved["schedule"]["windows"][0]["days"] == ["mon", "tue", "wed", "thu", "fri"] or \
+            saved["schedule"]["windows"][0]["days"] == "weekdays"
+        assert "# Zones of the demo camera" in server.zones.read_text()  # comments kept
+        # a wrong value: the server's error names the field and the box is marked
+        bad = dict(controls, filters={"worker": {"min_score": 5}})
+        browser.execute_script("arguments[0].value = arguments[1]", css(browser, "#controls"), json.dumps(bad))
+        css(browser, "#apply-controls").click()
+        css(browser, "#save").click()
+        error = css(browser, "#error")
+        wait(browser, "the error", lambda d: error.is_displayed() and "filters.worker.min_score" in error.text)
+        assert "invalid" in css(browser, "#controls").get_attribute("class")
+        assert yaml.safe_load(server.zones.read_text())["filters"] == controls["filters"]  # nothing written

@@ -215,6 +215,13 @@ overlay's viewBox is the image's natural size; a point converts between the file
       }
     });
 
+    (Array.isArray(doc.ignore) ? doc.ignore : []).forEach((region) => {  // shown, edited as JSON (Site controls)
+      if (!region || !Array.isArray(region.polygon)) return;
+      const pts = region.polygon.map(toImg);
+      s("polygon", {points: pts.map((p) => p.join(",")).join(" "), class: "ignore", "data-ignore": region.id}, svg);
+      if (pts.length) label(`ignore: ${region.id}`, pts[0][0], pts[0][1] - 2 * r, font);
+    });
+
     rules().forEach((rule, j) => {
       if (rule.type !== "line_crossing" || !Array.isArray(rule.line) || rule.line.length !== 2) return;
       const [a, b] = rule.line.map(toImg);
@@ -693,11 +700,43 @@ overlay's viewBox is the image's natural size; a point converts between the file
                                               onclick: () => edit(() => { delete doc.calibration; }, true)})));
   }
 
+  // -- site controls: filters, ignore regions, schedule, switch override (JSON) ---------------------------------------
+  const CONTROL_KEYS = ["filters", "ignore", "schedule", "switch_override"];
+
+  function renderControls() {
+    const box = $("#controls");
+    if (!box || document.activeElement === box) return;  // never overwrite what is being typed
+    const part = {};
+    if (doc) for (const k of CONTROL_KEYS) if (doc[k] !== undefined) part[k] = doc[k];
+    box.value = doc ? JSON.stringify(part, null, 2) : "";
+    box.disabled = !doc || !editable;
+    box.classList.toggle("invalid", !!(errorPath && CONTROL_KEYS.includes(errorPath[0])));
+  }
+
+  function applyControls() {
+    let part;
+    try {
+      part = JSON.parse($("#controls").value || "{}");
+    } catch (err) {
+      showError(`site controls: not valid JSON (${err.message})`);
+      return;
+    }
+    if (part === null || typeof part !== "object" || Array.isArray(part)
+        || Object.keys(part).some((k) => !CONTROL_KEYS.includes(k))) {
+      showError(`site controls: expected an object with ${CONTROL_KEYS.join(", ")}`);
+      return;
+    }
+    edit(() => { for (const k of CONTROL_KEYS) { if (k in part) doc[k] = part[k]; else delete doc[k]; } }, true);
+    $("#controls").blur();
+    renderControls();
+  }
+
   // -- all --------------------------------------------------------------------------------------------------------------
   function renderPanels() {
     renderZones();
     renderRules();
     renderCalibration();
+    renderControls();
     $("#units").textContent = doc ? `Units: ${doc.units}${doc.units === "pixels" && doc.frame_size ? ` (frame ${doc.frame_size.join("x")})` : ""}.` : "";
   }
 
@@ -711,7 +750,7 @@ overlay's viewBox is the image's natural size; a point converts between the file
     const box = $("#error");
     box.textContent = text;
     box.hidden = false;
-    const m = /^(zones|rules|calibration)(?:\[(\d+)\])?(?:\.(\w+))?/.exec(text);
+    const m = /^(zones|rules|calibration|filters|ignore|schedule|switch_override)(?:\[(\d+)\])?(?:\.(\w+))?/.exec(text);
     errorPath = m ? [m[1], m[2] === undefined ? null : Number(m[2]), m[3] || null] : null;
     if (errorPath && errorPath[0] === "rules" && errorPath[1] !== null) openRules.add(errorPath[1]);
     if (errorPath && errorPath[0] === "zones" && errorPath[1] !== null && errorPath[1] < zones().length) {
@@ -817,6 +856,7 @@ overlay's viewBox is the image's natural size; a point converts between the file
   $("#zone-name").addEventListener("change", renameZoneName);
   $("#delete-zone").addEventListener("click", deleteZone);
   $("#add-rule").addEventListener("click", addRule);
+  $("#apply-controls").addEventListener("click", applyControls);
   document.addEventListener("keydown", (ev) => {
     const typing = /^(INPUT|SELECT|TEXTAREA)$/.test((ev.target && ev.target.tagName) || "");
     if (ev.key === "Escape") {
