@@ -478,20 +478,29 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("config", help="config YAML")
     c.set_defaults(func=cmd_check)
 
-    pr = sub.add_parser("predict", help="per-frame detections of a video as COCO results JSON")
+    pr = sub.add_parser("predict", help="per-frame detections of a video as COCO results JSON (--track: the "
+                                        "tracks the pipeline reports, with track_id)")
     pr.add_argument("model", help="model file (.onnx)")
     pr.add_argument("source", help="video file or URL")
     pr.add_argument("--out", required=True, metavar="FILE.json", help="output (COCO result list)")
-    pr.add_argument("--conf", type=float, default=0.25, help="confidence threshold (default 0.25)")
-    pr.add_argument("--iou", type=float, default=0.7, help="NMS IoU threshold (default 0.7)")
-    pr.add_argument("--max-det", type=int, default=300, help="most detections per frame (default 300)")
-    pr.add_argument("--track", action="store_true", help="add track_id from the tracker")
+    pr.add_argument("--conf", type=float, default=None,
+                    help="confidence threshold (default 0.25; with --track: model.conf, default the config's)")
+    pr.add_argument("--iou", type=float, default=None,
+                    help="NMS IoU threshold (default 0.7; with --track: model.iou, default the config's)")
+    pr.add_argument("--max-det", type=int, default=None,
+                    help="most detections per frame (default 300; with --track: model.max_det, default the config's)")
+    pr.add_argument("--track", action="store_true",
+                    help="only the tracks the pipeline reports, with track_id: segmenter thresholds and tracker as "
+                         "`maskwatch run` builds them from --config")
+    pr.add_argument("--config", metavar="CONFIG",
+                    help="with --track: the config whose tracker and model settings to use (default: the "
+                         "pipeline's defaults); MODEL replaces its model.path")
     pr.add_argument("--max-frames", type=int, metavar="N", help="stop after N frames")
     pr.add_argument("--names", metavar="A,B,..", help="class names for a model without metadata")
-    pr.add_argument("--backend", default="auto", choices=["auto", "onnxruntime", "openvino", "tensorrt", "torchscript"],
-                    help="inference runtime (default: by the model file's type)")
-    pr.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16", "int8"],
-                    help="arithmetic precision (default: the backend's choice)")
+    pr.add_argument("--backend", default=None, choices=["auto", "onnxruntime", "openvino", "tensorrt", "torchscript"],
+                    help="inference runtime (default: by the model file's type; with --track: the config's)")
+    pr.add_argument("--precision", default=None, choices=["auto", "fp32", "bf16", "fp16", "int8"],
+                    help="arithmetic precision (default: the backend's choice; with --track: the config's)")
     pr.set_defaults(func=cmd_predict)
 
     from maskwatch.scenes.cli import register as register_synth  # `synth`: the scene generator's own options

@@ -1,4 +1,5 @@
-"""Synthetic scenes with exact ground truth: `site` (construction site) and `pitch` (football).
+"""Synthetic scenes with exact ground truth: `site` (construction site), `pitch` (football) and
+`farm` (a paddock with cows).
 
 Frames are drawn from flat polygons in painter's order; each instance's mask is made from the
 same polygons, so ground truth equals the drawn pixels after occlusion. Everything is a pure

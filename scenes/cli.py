@@ -2,6 +2,7 @@
 
     maskwatch synth site --seed 3 --seconds 20 --out var/clips/site3
     maskwatch synth site --seed 3 --seconds 20 --scenario excavator_swing --out var/clips/swing
+    maskwatch synth farm --seed 5 --seconds 20 --scenario gate_crowding --out var/clips/gate
     maskwatch synth dataset --scenes site,pitch --images 2000 --out var/dataset
 
 Heavy imports stay inside the handlers so `maskwatch --help` stays fast.
@@ -12,8 +13,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-SCENES = ("site", "pitch")
-SCENARIOS = {"excavator_swing": "site", "truck_reverse": "site", "truck_speed": "site", "box_entry": "pitch"}
+SCENES = ("site", "pitch", "farm")
+SCENARIOS = {"excavator_swing": "site", "truck_reverse": "site", "truck_speed": "site", "box_entry": "pitch",
+             "gate_crowding": "farm", "animal_on_track": "farm", "cow_down": "farm"}
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -31,12 +33,12 @@ def register(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "synth",
         help="render synthetic scenes with ground truth, or export a training dataset",
-        description="Render a synthetic clip (SCENE = site | pitch) with gt.json, or export an "
+        description="Render a synthetic clip (SCENE = site | pitch | farm) with gt.json, or export an "
         "Ultralytics YOLO-seg dataset (SCENE = dataset).",
     )
-    p.add_argument("scene", choices=[*SCENES, "dataset"], metavar="SCENE", help="site, pitch, or dataset")
+    p.add_argument("scene", choices=[*SCENES, "dataset"], metavar="SCENE", help="site, pitch, farm, or dataset")
     p.add_argument("--out", required=True, help="output directory")
-    clip = p.add_argument_group("clips (SCENE = site | pitch)")
+    clip = p.add_argument_group("clips (SCENE = site | pitch | farm)")
     clip.add_argument("--seed", type=int, default=0)
     clip.add_argument("--seconds", type=float, default=10.0)
     clip.add_argument("--fps", type=float, default=15.0)
@@ -44,7 +46,8 @@ def register(subparsers) -> argparse.ArgumentParser:
     clip.add_argument("--scenario", choices=sorted(SCENARIOS), default=None, help="scripted scenario with zone events")
     clip.add_argument("--no-video", action="store_true", help="write gt.json (and events) only")
     ds = p.add_argument_group("dataset (SCENE = dataset)")
-    ds.add_argument("--scenes", default="site,pitch", help="comma-separated scenes (default site,pitch)")
+    ds.add_argument("--scenes", default="site,pitch", help="comma-separated scenes: site, pitch, farm (default site,pitch; "
+                    "data.yaml names the classes up to the highest id they use: with farm, six)")
     ds.add_argument("--images", type=int, default=None, help="number of images, train + val")
     ds.add_argument("--seed-base", type=int, default=0, help="first train seed; val seeds are disjoint")
     ds.add_argument("--val-fraction", type=float, default=0.1)

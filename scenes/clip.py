@@ -12,6 +12,10 @@ from .classes import CLASS_NAMES
 from .dataset import make_scene
 from .rle import encode
 
+#: gt.json's format. 2: track ids are unique within a clip across classes (1 numbered them per class: a
+#: pitch's ball and a player could both be 1); every instance keeps its class beside its id.
+GT_VERSION = 2
+
 
 def instance_record(inst, height: int, width: int) -> dict:
     return {
@@ -121,7 +125,7 @@ def write_clip(
             container.close()
     cam = sc.camera
     header = {
-        "version": 1, "scene": scene, "seed": int(seed), "scenario": scenario, "fps": fps,
+        "version": GT_VERSION, "scene": scene, "seed": int(seed), "scenario": scenario, "fps": fps,
         "width": width, "height": height, "num_frames": n_frames, "classes": list(CLASS_NAMES),
         "camera": {"focal_px": round(cam.focal_px, 4), "position_m": [round(v, 4) for v in cam.position_m],
                    "pitch_deg": round(cam.pitch_deg, 4), "yaw_deg": round(cam.yaw_deg, 4)},

@@ -17,7 +17,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .classes import CLASS_NAMES
+from .classes import CLASS_NAMES, names_for
 from .render import Instance
 
 #: seeds of the val split start here (train seeds are seed_base + i, far below)
@@ -70,12 +70,13 @@ def label_lines(instances: list[Instance], width: int, height: int, min_area: in
 
 
 def make_scene(name: str, seed: int, width: int, height: int, scenario: str | None = None):
+    from .farm import FarmScene
     from .pitch import PitchScene
     from .site import SiteScene
 
-    cls = {"site": SiteScene, "pitch": PitchScene}.get(name)
+    cls = {"site": SiteScene, "pitch": PitchScene, "farm": FarmScene}.get(name)
     if cls is None:
-        raise ValueError(f"unknown scene {name!r}: expected one of site, pitch")
+        raise ValueError(f"unknown scene {name!r}: expected one of site, pitch, farm")
     return cls(seed, width, height, scenario)
 
 
@@ -119,9 +120,13 @@ def export_dataset(
     workers: int = 1,
     quality: int = 92,
     scene_weights: list[float] | None = None,
+    all_classes: bool = False,
     log=print,
 ) -> Path:
-    """Render `images` frames (train + val) and write the dataset; returns the data.yaml path."""
+    """Render `images` frames (train + val) and write the dataset; returns the data.yaml path.
+
+    data.yaml declares the class names up to the highest id the scenes use (`classes.names_for`: site and
+    pitch keep the bundled model's five names, the farm adds `cow`); `all_classes`: every name."""
     out = Path(out)
     for split in ("train", "val"):
         (out / "images" / split).mkdir(parents=True, exist_ok=True)
@@ -144,14 +149,18 @@ def export_dataset(
             made += k
             i += 1
     records = _run_jobs(jobs, workers, images, log)
-    names = {i: n for i, n in enumerate(CLASS_NAMES)}
-    data_yaml = out / "data.yaml"
-    lines = [f"path: {out.resolve()}", "train: images/train", "val: images/val", "names:"]
-    lines += [f"  {i}: {n}" for i, n in names.items()]
-    data_yaml.write_text("\n".join(lines) + "\n")
+    data_yaml = write_data_yaml(out, CLASS_NAMES if all_classes else names_for(scenes))
     (out / "manifest.json").write_text(json.dumps({"scenes": scenes, "seed_base": seed_base, "width": width, "height": height,
                                                      "frames_per_seed": frames_per_seed, "records": records}, indent=1))
     log(f"dataset: wrote {len(records)} images to {out}")
+    return data_yaml
+
+
+def write_data_yaml(out: Path, names) -> Path:
+    data_yaml = out / "data.yaml"
+    lines = [f"path: {out.resolve()}", "train: images/train", "val: images/val", "names:"]
+    lines += [f"  {i}: {n}" for i, n in enumerate(names)]
+    data_yaml.write_text("\n".join(lines) + "\n")
     return data_yaml
 
 
@@ -192,6 +201,14 @@ def export_scenario_frames(
         made += k
         i += 1
     records = _run_jobs(jobs, workers, images, log)
+    data_yaml = out / "data.yaml"
+    if data_yaml.is_file():  # scenario frames of a scene with higher class ids (the farm): declare its names too
+        import yaml
+
+        declared = yaml.safe_load(data_yaml.read_text()).get("names") or {}
+        need = names_for(list(scenarios))
+        if len(declared) < len(need):
+            write_data_yaml(out, need)
     manifest = json.loads(manifest_path.read_text())
     manifest["scenario_records"] = records
     manifest_path.write_text(json.dumps(manifest, indent=1))

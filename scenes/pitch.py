@@ -100,6 +100,7 @@ class PitchScene(Scene):
                     phase0=float(prng.uniform(0, 6.28)),
                 )
             )
+        self.ball_id = self._tid()  # track ids are unique within a clip, whatever the class (gt.json version 2)
 
     def _tid(self) -> int:
         self._next_id += 1
@@ -240,7 +241,7 @@ class PitchScene(Scene):
             hulls.append(painter.ground_shadow(outline))
         if self.scenario != "box_entry":
             b = self.ball_at(t)
-            items.append(Item(float(cam.depth(np.array([b[0], 0, b[2]]))) - 0.05, ball_parts(painter, b), C.BALL, 1))
+            items.append(Item(float(cam.depth(np.array([b[0], 0, b[2]]))) - 0.05, ball_parts(painter, b), C.BALL, self.ball_id))
             ang = np.linspace(0, 2 * np.pi, 10, endpoint=False)
             ring = np.stack([b[0] + 0.11 * np.cos(ang), b[1] + 0.11 * np.sin(ang), b[2] + 0 * ang], 1)
             hulls.append(painter.ground_shadow(ring))

@@ -57,8 +57,8 @@ def sky_and_far(rng: np.random.Generator, cam: Camera, kind: str) -> np.ndarray:
     t = np.linspace(0, 1, h)[:, None]
     img[:] = (top * (1 - t) + bot * t)[:, None, :].astype(np.uint8)
     hv = int(cam.horizon_v())
-    if kind == "site" and hv > 0:
-        # a ragged tree / building line just above the horizon
+    if kind in ("site", "farm") and hv > 0:
+        # a ragged tree / building line (hedges on a farm) just above the horizon
         xs = np.arange(0, w + 40, 40)
         ys = hv - rng.uniform(5, 40, size=xs.size)
         pts = np.concatenate([np.stack([xs, ys], 1), [[w, hv + 3], [0, hv + 3]]]).astype(np.int32)
@@ -175,3 +175,52 @@ def pitch_ground(rng: np.random.Generator, cam: Camera) -> np.ndarray:
         col = tuple(int(c) for c in rng.uniform(20, 240, size=3))
         cv2.fillPoly(out, [np.round(uv * 16).astype(np.int32)], col, cv2.LINE_8, 4)
     return out
+
+
+def farm_ground(rng: np.random.Generator, cam: Camera, layout) -> np.ndarray:
+    """Grass and mud of a paddock or feedlot, a farm track with wheel ruts and a grass strip, a concrete feed
+    alley; BGR uint8 frame. `layout` maps ground (X, Z) to its own axes (`to_layout`) and gives the places
+    where hooves make mud (gate, trough, feed fence) and the track band."""
+    gx, gz, ground = ground_coords(cam)
+    lx, lz = layout.to_layout_maps(gx, gz)
+    dry = rng.uniform() < 0.3
+    grass = np.array([70, 135, 140] if dry else [45, 125, 85], np.float32) * rng.uniform(0.8, 1.15) * rng.uniform(0.9, 1.1, 3)
+    mud = np.array([45, 68, 88], np.float32) * rng.uniform(0.7, 1.25) * rng.uniform(0.92, 1.08, 3)
+    gravel = np.array([120, 130, 138], np.float32) * rng.uniform(0.75, 1.15) * rng.uniform(0.95, 1.05, 3)
+    n_large = sample_wrapped(noise_grid(rng, 128, 2), gx, gz, 0.8)
+    n_mid = sample_wrapped(noise_grid(rng, 256, 3), gx, gz, 0.1)
+    n_fine = sample_wrapped(rng.standard_normal((256, 256)).astype(np.float32), gx, gz, 0.03)
+    # mud: everywhere on a feedlot, else where cattle stand (gate, trough, feed fence) and in patches
+    w = np.full(gx.shape, layout.mud_base, np.float32)
+    for (mx, mz), sigma, amp in layout.mud_spots:
+        w += amp * np.exp(-((lx - mx) ** 2 + (lz - mz) ** 2) / (2 * sigma**2))
+    if layout.feed_x is not None:
+        inside = (lx - layout.feed_x) * -layout.feed_side
+        w += 0.8 * np.exp(-np.clip(inside, 0, None) / 2.5) * (inside > -0.5) * (lz > layout.fence_z)
+    w = np.clip(w + 0.45 * n_large - 0.1, 0, 1)[..., None]
+    base = grass * (1 - w) + mud * w
+    shade = 1.0 + 0.14 * n_mid[..., None] + (0.08 + 0.06 * w) * n_fine[..., None]
+    img = base * shade
+    # farm track: gravel with two ruts and a grass strip between them
+    z0, z1 = layout.track_z
+    rel = (lz - z0) / (z1 - z0)
+    edge = 0.06 * n_mid
+    on = ((rel > 0.0 + edge) & (rel < 1.0 - edge)).astype(np.float32)
+    strip = (np.abs(rel - 0.5) < 0.06 + 0.03 * n_mid).astype(np.float32)
+    ruts = np.exp(-((np.abs(rel - 0.5) - 0.25) ** 2) / (2 * 0.06**2))
+    gravel = gravel * (1 - 0.35 * (n_large[..., None] * 0.5 + 0.5)) + mud * 0.35 * (n_large[..., None] * 0.5 + 0.5)
+    track = gravel * (1.0 - 0.25 * ruts[..., None]) * (1.0 + 0.12 * n_fine[..., None])
+    track = track * (1 - strip[..., None]) + img * strip[..., None]
+    img = img * (1 - on[..., None]) + track * on[..., None]
+    # feed alley: concrete beyond the feed fence
+    if layout.feed_x is not None:
+        out = (layout.feed_x - lx) * -layout.feed_side
+        alley = ((out > 0.3) & (out < 4.3) & (lz > layout.fence_z)).astype(np.float32)[..., None]
+        conc = np.array([150, 152, 150], np.float32) * rng.uniform(0.8, 1.1) * (1.0 + 0.05 * n_fine[..., None])
+        img = img * (1 - alley) + conc * alley
+    img = np.clip(img, 0, 255).astype(np.uint8)
+    dist = np.sqrt(gx**2 + gz**2)[..., None]
+    haze = np.clip((dist - 50.0) / 300.0, 0, 0.6)
+    img = (img * (1 - haze) + np.array([195, 195, 188], np.float32) * haze).astype(np.uint8)
+    sky = sky_and_far(rng, cam, "farm")
+    return np.where(ground[..., None], img, sky)

@@ -78,15 +78,20 @@ def build_data(args) -> Path:
     from maskwatch.scenes.dataset import export_dataset
 
     t0 = time.time()
+    scenes = args.scenes.split(",")
+    weights = [float(w) for w in args.scene_weights.split(",")] if args.scene_weights else \
+        ([0.6, 0.4] if scenes == ["site", "pitch"] else [1.0 / len(scenes)] * len(scenes))
+    if len(weights) != len(scenes):
+        sys.exit(f"--scene-weights: {len(weights)} weights for {len(scenes)} scenes")
     data_yaml = export_dataset(
         args.data_dir,
-        ["site", "pitch"],
+        scenes,
         args.images,
         seed_base=args.seed_base,
         val_fraction=args.val_fraction,
         frames_per_seed=3,
         workers=args.workers,
-        scene_weights=[0.6, 0.4],
+        scene_weights=weights,
         log=lambda m: print(m, flush=True),
     )
     print(f"data: {args.images} images in {time.time() - t0:.0f} s", flush=True)
@@ -108,8 +113,11 @@ def _add_scenarios(args) -> None:
             print(f"data: {have} scenario frames already in the dataset", flush=True)
         return
     t0 = time.time()
-    export_scenario_frames(args.data_dir, {"site": ["excavator_swing", "excavator_swing", "truck_reverse"]},
-                           args.scenario_images, workers=args.workers, log=lambda m: print(m, flush=True))
+    scenarios = {"site": ["excavator_swing", "excavator_swing", "truck_reverse"]}
+    if "farm" in args.scenes.split(","):  # the herd's hard cases: bunched at the gate, a cow lying down
+        scenarios["farm"] = ["gate_crowding", "animal_on_track", "cow_down"]
+    export_scenario_frames(args.data_dir, scenarios, args.scenario_images, workers=args.workers,
+                           log=lambda m: print(m, flush=True))
     for cache in Path(args.data_dir).glob("labels/*.cache"):
         cache.unlink()  # Ultralytics' label cache would hide the new frames
     print(f"data: scenario frames in {time.time() - t0:.0f} s", flush=True)
@@ -216,6 +224,10 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data-dir", default=str(ROOT / "runs" / "demo" / "dataset"))
     p.add_argument("--images", type=int, default=2400, help="train + val images to render")
+    p.add_argument("--scenes", default="site,pitch",
+                   help="scenes of the dataset (site,pitch,farm: the 6-class model with `cow`)")
+    p.add_argument("--scene-weights", default=None, metavar="W,W,..",
+                   help="share of images per scene (default 0.6,0.4 for site,pitch; equal otherwise)")
     p.add_argument("--scenario-images", type=int, default=0,
                    help="scripted-scenario train frames to add (stage 6: 300)")
     p.add_argument("--val-fraction", type=float, default=0.08)

@@ -1,7 +1,8 @@
 """Accuracy gate for tracking (issue 5): MaskTracker on fixed short held-out clips, fed by the
 noisy ground-truth detector of `maskwatch eval tracking --detector gt` (deterministic, so the
 gate measures association, not the demo model). IDF1 must stay within 2 points of the value
-measured when the gate was set, and the ByteTrack baseline is scored on the same detections."""
+measured when the gate was set, and the ByteTrack baseline is scored on the same detections (the other
+baselines: tests/evaluation/test_tracking_baselines.py)."""
 
 from __future__ import annotations
 
@@ -30,7 +31,7 @@ def test_tracking_idf1_gate(tmp_path, scene, seed, scenario):
     from maskwatch.evaluation.tracking import evaluate
 
     write_clip(scene, seed, 6.0, tmp_path / "clip", scenario=scenario)
-    res = evaluate(MODEL, tmp_path / "clip", detector="gt", log=lambda m: None)
+    res = evaluate(MODEL, tmp_path / "clip", detector="gt", baselines=("bytetrack",), log=lambda m: None)
     scores = res["clips"]["clip"]["scores"]
     idf1 = scores["maskwatch"]["IDF1"]
     print(scene, seed, {k: (round(v["IDF1"], 4), v["IDSW"]) for k, v in scores.items()})
@@ -48,19 +49,23 @@ def test_eval_tracking_cli_caches_model_detections(tmp_path, capsys):
     from maskwatch.evaluation.tracking import main
 
     write_clip("site", 20000022, 2.0, tmp_path / "clip", scenario="truck_reverse")
-    args = [str(BUNDLED), "--data", str(tmp_path / "clip"), "--cache", str(tmp_path / "cache"), "--threads", "1"]
+    args = [str(BUNDLED), "--data", str(tmp_path / "clip"), "--cache", str(tmp_path / "cache"), "--threads", "1",
+            "--baselines", "bytetrack"]
     assert main(args + ["--json", str(tmp_path / "a.json")]) == 0
     cached = list((tmp_path / "cache").glob("clip-*.npz"))
     assert len(cached) == 1
     assert main(args + ["--json", str(tmp_path / "b.json")]) == 0
     import json
 
-    a, b = (json.loads((tmp_path / f"{n}.json").read_text())["clips"]["clip"]["scores"] for n in "ab")
+    a, b = (json.loads((tmp_path / f"{n}.json").read_text())["detectors"]["model"]["clips"]["clip"]["scores"]
+            for n in "ab")
     assert a == b and a["maskwatch"]["tracker_ids"] > 0  # the model found and tracked something
     assert main(args + ["--no-baseline", "--set", "new_track_conf=0.99", "--json", str(tmp_path / "c.json")]) == 0
     c = json.loads((tmp_path / "c.json").read_text())
-    assert c["params"] == {"new_track_conf": 0.99}
-    assert c["clips"]["clip"]["scores"]["maskwatch"]["tracker_ids"] < a["maskwatch"]["tracker_ids"]
+    assert c["params"] == {"new_track_conf": 0.99} and c["baselines"] == []
+    clip = c["detectors"]["model"]["clips"]["clip"]
+    assert list(clip["scores"]) == ["maskwatch"] and clip["best_baseline"] is None
+    assert clip["scores"]["maskwatch"]["tracker_ids"] < a["maskwatch"]["tracker_ids"]
     capsys.readouterr()
     assert main(args + ["--set", "min_hitz=2"]) == 2
     assert "min_hitz" in capsys.readouterr().err

@@ -1,5 +1,5 @@
-"""Scene generator: determinism, ground truth equals drawn pixels, occlusion, RLE, clips,
-scenario events and the YOLO-seg dataset export."""
+"""Scene generator: determinism, ground truth equals drawn pixels, occlusion, RLE, clips, track ids
+unique within a clip, scenario events and the YOLO-seg dataset export."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import yaml
 
-from maskwatch.scenes.classes import CLASS_NAMES
+from maskwatch.scenes.classes import CLASS_NAMES, names_for
 from maskwatch.scenes.clip import write_clip
 from maskwatch.scenes.dataset import (
     SCENARIO_SEED_OFFSET,
@@ -29,7 +29,8 @@ SMALL = (640, 360)
 
 
 # ---- determinism ---------------------------------------------------------------------------
-@pytest.mark.parametrize("scene,scenario", [("site", None), ("pitch", None), ("site", "truck_reverse")])
+@pytest.mark.parametrize("scene,scenario", [("site", None), ("pitch", None), ("site", "truck_reverse"), ("farm", None),
+                                            ("farm", "gate_crowding")])
 def test_same_seed_gives_identical_gt_bytes(tmp_path, scene, scenario):
     a = write_clip(scene, 11, 1.0, tmp_path / "a", fps=5, size=SMALL, scenario=scenario, video=False, events=False)
     b = write_clip(scene, 11, 1.0, tmp_path / "b", fps=5, size=SMALL, scenario=scenario, video=False, events=False)
@@ -67,7 +68,8 @@ def _recolored(items: list[Item]) -> tuple[list[Item], dict[tuple[int, int, int]
     return out, colors
 
 
-@pytest.mark.parametrize("scene,seed,t", [("site", 1, 2.0), ("site", 4, 9.0), ("pitch", 2, 4.0), ("pitch", 7, 1.5)])
+@pytest.mark.parametrize("scene,seed,t", [("site", 1, 2.0), ("site", 4, 9.0), ("pitch", 2, 4.0), ("pitch", 7, 1.5),
+                                          ("farm", 1, 3.0), ("farm", 6, 12.0)])
 def test_gt_masks_equal_drawn_pixels(scene, seed, t):
     sc = make_scene(scene, seed, *SMALL)
     _, instances = sc.render(t, gt=True)
@@ -166,6 +168,7 @@ def test_clip_video_decodes_with_right_frame_count(tmp_path):
     assert (frames[0].width, frames[0].height) == SMALL
     assert frames[0].format.name == "yuv420p"
     gt = json.loads((tmp_path / "gt.json").read_text())
+    assert gt["version"] == 2  # track ids unique within the clip
     assert gt["num_frames"] == len(gt["frames"]) == 10
     inst = gt["frames"][0]["instances"][0]
     assert set(inst) >= {"track_id", "class_id", "class", "box_xyxy", "mask", "area"}
@@ -196,13 +199,50 @@ def test_scenarios_have_zone_file_and_gt_events(tmp_path, scene, scenario, rule)
     assert len(starts) == len(ends) == len(ev["intervals"])
 
 
+# ---- track ids ----------------------------------------------------------------------------
+@pytest.mark.parametrize("scene,seed,scenario", [
+    ("pitch", 61208, None),  # the ball and a player were both id 1 in gt.json version 1
+    ("pitch", 3, None), ("pitch", 17, "box_entry"),
+    ("site", 2, None), ("site", 9, None), ("site", 21, "excavator_swing"),
+    ("farm", 2, None), ("farm", 8, None), ("farm", 21, "animal_on_track"),
+])
+def test_track_ids_unique_within_a_clip(tmp_path, scene, seed, scenario):
+    """gt.json: no frame holds an id twice, and an id never changes class within the clip (MOTS and COCO-video
+    evaluators key on the id)."""
+    write_clip(scene, seed, 3.0, tmp_path, fps=2, size=(320, 180), scenario=scenario, video=False, events=False)
+    gt = json.loads((tmp_path / "gt.json").read_text())
+    assert gt["version"] == 2
+    class_of: dict[int, int] = {}
+    n = 0
+    for f in gt["frames"]:
+        ids = [x["track_id"] for x in f["instances"]]
+        assert len(ids) == len(set(ids)), f"frame {f['index']}: an id twice: {sorted(ids)}"
+        for x in f["instances"]:
+            assert class_of.setdefault(x["track_id"], x["class_id"]) == x["class_id"], f"id {x['track_id']} changed class"
+            assert x["class"] == CLASS_NAMES[x["class_id"]]
+            n += 1
+    assert n > 0
+    if (scene, seed) == ("pitch", 61208):
+        assert len(set(class_of.values())) == 2  # the ball and the players, each with ids of their own
+
+
+def test_tracking_eval_keys_ground_truth_by_id_from_version_2():
+    from maskwatch.evaluation.tracking import gt_key
+
+    inst = {"track_id": 1, "class_id": 4}
+    assert gt_key({"version": 2}, inst) == 1
+    assert gt_key({"version": 1}, inst) == (4, 1)
+    assert gt_key({}, inst) == (4, 1)  # files before the version field was read
+
+
 # ---- dataset export -----------------------------------------------------------------------
 def test_dataset_export_loads_in_ultralytics_layout(tmp_path):
     data_yaml = export_dataset(tmp_path, ["site", "pitch"], 12, frames_per_seed=2, val_fraction=0.25,
                                width=SMALL[0], height=SMALL[1], log=lambda m: None)
     cfg = yaml.safe_load(data_yaml.read_text())
     assert Path(cfg["path"]) == tmp_path.resolve()
-    assert cfg["names"] == dict(enumerate(CLASS_NAMES))
+    # site and pitch: the bundled 5-class model's names, in its order (the farm's `cow` is not declared unasked)
+    assert cfg["names"] == dict(enumerate(names_for(["site", "pitch"]))) == dict(enumerate(CLASS_NAMES[:5]))
     n_lines = 0
     for split in ("train", "val"):
         imgs = sorted((tmp_path / cfg[split]).glob("*.jpg"))
@@ -211,7 +251,7 @@ def test_dataset_export_loads_in_ultralytics_layout(tmp_path):
         for lab in labels:
             for line in lab.read_text().splitlines():
                 vals = line.split()
-                assert int(vals[0]) in range(len(CLASS_NAMES))
+                assert int(vals[0]) in range(len(cfg["names"]))
                 xy = np.array(vals[1:], float)
                 assert len(xy) >= 6 and len(xy) % 2 == 0
                 assert xy.min() >= 0.0 and xy.max() <= 1.0
