@@ -133,11 +133,7 @@ def cmd_run(args) -> int:
             console.stop()
     if show:
         sys.stderr.write("\n")
-    summary = pipe.summary()
-    summary["seconds"] = round(time.monotonic() - t0, 3)
-    if args.summary:
-        Path(args.summary).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.summary).write_text(json.dumps(summary, indent=2))
+    summary = _write_summary(args, pipe.summary(), t0)
     for cid, s in summary["cameras"].items():
         log.info("camera %s: %d decoded, %d inferred, %d analysed, %d alerts", cid, s["decoded"], s["inferred"],
                  s["analysed"], s["alerts"])
@@ -149,6 +145,15 @@ def cmd_run(args) -> int:
         print(f"maskwatch: error: {pipe.failure}", file=sys.stderr)
         return EXIT_FAILURE
     return EXIT_OK
+
+
+def _write_summary(args, summary: dict, t0: float) -> dict:
+    """The run's summary with its duration, written to --summary when given."""
+    summary["seconds"] = round(time.monotonic() - t0, 3)
+    if args.summary:
+        Path(args.summary).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.summary).write_text(json.dumps(summary, indent=2))
+    return summary
 
 
 def _run_cluster(cfg, args, explicit_web: bool) -> int:
@@ -198,11 +203,7 @@ def _run_cluster(cfg, args, explicit_web: bool) -> int:
     finally:
         if console is not None:
             console.stop()
-    summary = driver.summary()
-    summary["seconds"] = round(time.monotonic() - t0, 3)
-    if args.summary:
-        Path(args.summary).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.summary).write_text(json.dumps(summary, indent=2))
+    summary = _write_summary(args, driver.summary(), t0)
     for cid, s in summary["cameras"].items():
         log.info("camera %s: worker %s on %s, %s analysed, %s alerts, %d restart(s)", cid, s["worker"], s["node"],
                  s.get("analysed"), s.get("alerts"), s["restarts"])

@@ -18,7 +18,8 @@ SCENARIOS = {"excavator_swing": "site", "truck_reverse": "site", "truck_speed": 
              "gate_crowding": "farm", "animal_on_track": "farm", "cow_down": "farm"}
 
 
-def _size(text: str) -> tuple[int, int]:
+def parse_size(text: str) -> tuple[int, int]:
+    """``WIDTHxHEIGHT`` (even, at least 64x64) for argparse."""
     try:
         w, h = (int(v) for v in text.lower().split("x"))
     except ValueError:
@@ -42,7 +43,7 @@ def register(subparsers) -> argparse.ArgumentParser:
     clip.add_argument("--seed", type=int, default=0)
     clip.add_argument("--seconds", type=float, default=10.0)
     clip.add_argument("--fps", type=float, default=15.0)
-    clip.add_argument("--size", type=_size, default=(1280, 720), help="WIDTHxHEIGHT (default 1280x720)")
+    clip.add_argument("--size", type=parse_size, default=(1280, 720), help="WIDTHxHEIGHT (default 1280x720)")
     clip.add_argument("--scenario", choices=sorted(SCENARIOS), default=None, help="scripted scenario with zone events")
     clip.add_argument("--no-video", action="store_true", help="write gt.json (and events) only")
     ds = p.add_argument_group("dataset (SCENE = dataset)")

@@ -35,6 +35,8 @@ from pathlib import Path
 import numpy as np
 
 from .baselines import BASELINES, baseline_names, make_baselines, parse_baselines
+from maskwatch.scenes.cli import parse_size
+
 from .masks import _frames, find_clips
 
 OCCLUSION_HEAVY = 0.15  # fraction of instance-frames overlapped (see box_overlap)
@@ -83,16 +85,6 @@ def _parse_baselines(text: str) -> tuple[str, ...]:
         raise argparse.ArgumentTypeError(str(exc).split(": ", 1)[1]) from None
 
 
-def _size(text: str) -> tuple[int, int]:
-    try:
-        w, h = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT such as 1280x720, got {text!r}") from None
-    if w < 64 or h < 64 or w % 2 or h % 2:
-        raise argparse.ArgumentTypeError(f"size must be even and at least 64x64, got {text!r}")
-    return w, h
-
-
 def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("model", help="model file (.onnx); unused with --detector gt")
     src = p.add_mutually_exclusive_group(required=True)
@@ -105,7 +97,7 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
                         f"{HELDOUT_SEEDS[0]}..{HELDOUT_SEEDS[1]} (report once, after choosing)")
     p.add_argument("--seconds", type=float, default=CLIP_SECONDS,
                    help=f"with --scenes: length of a rendered clip (default {CLIP_SECONDS:g})")
-    p.add_argument("--size", type=_size, default=CLIP_SIZE, metavar="WxH",
+    p.add_argument("--size", type=parse_size, default=CLIP_SIZE, metavar="WxH",
                    help=f"with --scenes: size of a rendered clip (default {CLIP_SIZE[0]}x{CLIP_SIZE[1]})")
     p.add_argument("--conf", type=float, default=0.35, help="detection confidence of the deployment (default 0.35)")
     p.add_argument("--low-conf", type=float, default=0.1, help="second-pass detections from this (default 0.1)")
