@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -208,6 +209,8 @@ def test_worker_killed_then_node_lost(ray_cluster, tmp_path, model_path, model_n
     assert ray_cluster.node_name(moved["node_id"]) not in (lost_node, None)
     assert not alive(st1["pid"])
     ray_cluster.add(lost_node, site_b=10)  # capacity back for the next tests
+    # the driver sees the new process at its next status round (not necessarily before this test did)
+    wait_value(lambda: re.search(r"worker \S*w1 is back", drv.log()), 30, "the driver to see w1 back")
 
     drv.proc.send_signal(signal.SIGINT)
     assert drv.wait(60) == 0, drv.log()
