@@ -134,8 +134,10 @@ def ratios(results: list[dict]) -> dict:
     one = fps.get("pipeline, 1 camera", 0.0)
     multi = next((v for k, v in fps.items() if k.startswith("pipeline, ") and k != "pipeline, 1 camera"), 0.0)
     out = {}
-    for name, base in (("pipeline/naive", fps.get("naive loop", 0.0)), ("pipeline/model-only", model),
-                       ("pipeline/ultralytics", fps.get("ultralytics track loop", 0.0)), ("multi-camera/1-camera", one)):
+    ulx = [("pipeline/ultralytics" + k[len("ultralytics track loop"):], v) for k, v in fps.items()
+           if k.startswith("ultralytics track loop")]  # one per --ultralytics-model
+    for name, base in (("pipeline/naive", fps.get("naive loop", 0.0)), ("pipeline/model-only", model), *ulx,
+                       ("multi-camera/1-camera", one)):
         num = multi if name.startswith("multi") else one
         if base and num:
             out[name] = round(num / base, 3)
@@ -299,7 +301,8 @@ def variant_ratios(results: list[dict]) -> dict:
     return out
 
 
-def mode_ultralytics(model: Path, video: Path, conf: float, iou: float, imgsz, limit: int) -> dict | None:
+def mode_ultralytics(model: Path, video: Path, conf: float, iou: float, imgsz, limit: int,
+                     label: str = "") -> dict | None:
     try:
         from ultralytics import YOLO  # the [train] extra; never imported by the runtime
     except ImportError:
@@ -312,7 +315,17 @@ def mode_ultralytics(model: Path, video: Path, conf: float, iou: float, imgsz, l
             n += 1
             if n >= limit:
                 break
-    return _result("ultralytics track loop", n, m, ultralytics_model=Path(model).name)
+    return _result("ultralytics track loop" + (f" [{label}]" if label else ""), n, m,
+                   ultralytics_model=Path(model).name)
+
+
+def _ulx_label(model: Path, models: list[Path]) -> str:
+    """A short distinct name for one of several Ultralytics models: the folder's name, or its path where two
+    share a name (``fp16/demo_openvino_model`` beside ``demo_openvino_model``)."""
+    name = Path(model).name
+    if sum(Path(m).name == name for m in models) > 1:
+        return str(Path(Path(model).parent.name) / name)
+    return name
 
 
 def _synth_video(seconds: float) -> Path:
@@ -356,9 +369,10 @@ def main(argv: list[str] | None = None) -> int:
                         "onnxruntime:fp32,openvino:bf16,onnxruntime:int8=var/models/demo-int8.onnx; default auto: "
                         "every one this machine runs for the config's .onnx (fp32 on both, bf16 where the CPU has "
                         "it); none: skip")
-    p.add_argument("--ultralytics-model", metavar="M",
+    p.add_argument("--ultralytics-model", metavar="M", action="append",
                    help="the model Ultralytics' loop runs (default: the config's), e.g. its own OpenVINO export "
-                        "folder *_openvino_model/ to compare on the same format")
+                        "folder *_openvino_model/ to compare on the same format; repeatable (its fp32, half and "
+                        "int8 exports), each a mode named after its folder")
     p.add_argument("--skip", default="", help="comma-separated modes to skip: model,decode,naive,pipeline,ultralytics")
     p.add_argument("--json", help="write the results here")
     args = p.parse_args(argv)
@@ -416,14 +430,17 @@ def main(argv: list[str] | None = None) -> int:
         results += mode_variants(cfg, args.config, video, limit, variants, vframes)
         del vframes
     if "ultralytics" not in skip:
-        try:
-            r = mode_ultralytics(Path(args.ultralytics_model) if args.ultralytics_model else cfg.model.path, video,
-                                 cfg.model.conf, cfg.model.iou, seg.input_hw, limit)
-        except Exception as exc:  # a broken optional install must not lose the other figures
-            print(f"maskwatch bench: ultralytics mode failed: {type(exc).__name__}: {exc}", file=sys.stderr)
-            r = None
-        if r is not None:
-            results.append(r)
+        models = [Path(m) for m in args.ultralytics_model or [cfg.model.path]]
+        for um in models:
+            label = _ulx_label(um, models) if len(models) > 1 else ""
+            try:
+                r = mode_ultralytics(um, video, cfg.model.conf, cfg.model.iou, seg.input_hw, limit, label)
+            except Exception as exc:  # a broken optional install must not lose the other figures
+                print(f"maskwatch bench: ultralytics mode failed on {um}: {type(exc).__name__}: {exc}",
+                      file=sys.stderr)
+                r = None
+            if r is not None:
+                results.append(r)
     h, w = seg.input_hw
     env = {"machine": platform.machine(), "cpus": os.cpu_count(), "python": platform.python_version(),
            "model": Path(cfg.model.path).name, "input": f"{w}x{h}", "video": str(video), "frames_per_mode": limit}

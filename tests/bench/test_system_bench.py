@@ -40,3 +40,23 @@ def test_bench_json_structure(tmp_path, model_path, model_names):
     assert len(data["variant_ratios"]) == len(variants) and data["variant_ratios"]["onnxruntime fp32"][
         "pipeline_vs_first"] == 1.0
     assert data["env"]["cpu"]["model"] and isinstance(data["env"]["cpu"]["flags"], list)
+
+
+def test_ratios_name_each_ultralytics_model():
+    """Several --ultralytics-model runs: one pipeline/ultralytics ratio each, named like its mode; the variant modes
+    never count as the config's own figures."""
+    from maskwatch.bench.system import _ulx_label, ratios
+
+    res = [{"mode": "model only, 1 call", "fps": 40.0}, {"mode": "pipeline, 1 camera", "fps": 30.0},
+           {"mode": "pipeline, 1 camera [openvino int8]", "fps": 90.0, "variant": "openvino int8"},
+           {"mode": "ultralytics track loop [a_openvino_model]", "fps": 20.0},
+           {"mode": "ultralytics track loop [b_int8_openvino_model]", "fps": 15.0}]
+    r = ratios(res)
+    assert r["pipeline/model-only"] == 0.75
+    assert r["pipeline/ultralytics [a_openvino_model]"] == 1.5 and r["pipeline/ultralytics [b_int8_openvino_model]"] == 2.0
+    assert ratios(res[:2] + [{"mode": "ultralytics track loop", "fps": 10.0}])["pipeline/ultralytics"] == 3.0
+    from pathlib import Path
+
+    two = [Path("x/fp16/demo_openvino_model"), Path("x/demo_openvino_model"), Path("x/demo_int8_openvino_model")]
+    assert [_ulx_label(m, two) for m in two] == ["fp16/demo_openvino_model", "x/demo_openvino_model",
+                                                 "demo_int8_openvino_model"]
