@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from maskwatch.engines.base import Backend, Engine, build_meta, register_backend
+from maskwatch.engines.base import Backend, Engine, TensorInfo, build_meta, register_backend
 from maskwatch.engines.cpu import has_bf16
 
 log = logging.getLogger(__name__)
@@ -85,6 +85,20 @@ def _framework_metadata(model) -> dict:
     return out
 
 
+def _outputs_info(model) -> list[TensorInfo] | None:
+    """The model's outputs as ``TensorInfo`` (how a two-stage model is recognised); None when a rank is dynamic."""
+    out = []
+    for i, o in enumerate(model.outputs):
+        ps = o.get_partial_shape()
+        if ps.rank.is_dynamic:
+            return None
+        names = o.get_names()
+        name = o.get_any_name() if names else f"output{i}"
+        dtype = o.get_element_type().to_dtype().name
+        out.append(TensorInfo(name, tuple(d.get_length() if d.is_static else None for d in ps), dtype))
+    return out
+
+
 def is_quantized(model) -> bool:
     """A model with quantize/dequantize pairs (ONNX QDQ becomes FakeQuantize in OpenVINO)."""
     return any(op.get_type_name() in ("FakeQuantize", "DequantizeLinear", "QuantizeLinear") for op in model.get_ops())
@@ -134,7 +148,8 @@ class OpenVinoEngine(Engine):
             config["ENABLE_CPU_PINNING"] = False  # share the cores with decoders and the other stages
         elif self.precision in _HINTS:
             config["INFERENCE_PRECISION_HINT"] = hint
-        if any(v is None for v in input_shape[2:]) and "imgsz" in metadata:
+        # a (B, 3, H, W) model with dynamic H/W runs at its imgsz; a two-stage model's (3, H, W) stays dynamic
+        if len(input_shape) == 4 and any(v is None for v in input_shape[2:]) and "imgsz" in metadata:
             from maskwatch.engines.base import parse_imgsz
 
             h, w = parse_imgsz(metadata["imgsz"], str(path))
@@ -153,11 +168,12 @@ class OpenVinoEngine(Engine):
 
         def probe(batch: int, hw: tuple[int, int]) -> list[np.ndarray]:
             # the first run picks kernels and allocates; doing it here keeps that off the first frame
-            return self._run(np.zeros((batch, 3, *hw), np.float32))
+            shape = (3, *hw) if len(input_shape) == 3 else (batch, 3, *hw)  # two-stage: no batch axis
+            return self._run(np.zeros(shape, np.float32))
 
         self.meta = build_meta(path=path, backend="openvino", metadata=metadata, names=names,
                                input_name=inp.get_any_name(), input_dtype="float32", input_shape=input_shape,
-                               probe=probe)
+                               probe=probe, outputs=_outputs_info(model))
         log.info("loaded %s with openvino %s on %s: %s, %d stream(s) x %s thread(s), input %s, %d classes",
                  path.name, ov.__version__.split("-")[0], ov_device, self.precision, self.streams,
                  config.get("INFERENCE_NUM_THREADS", "auto"), self.meta.input_hw, self.meta.nc)

@@ -8,11 +8,19 @@ from pathlib import Path
 
 import numpy as np
 
-from maskwatch.engines.base import Backend, Engine, build_meta, register_backend
+from maskwatch.engines.base import Backend, Engine, TensorInfo, build_meta, register_backend
 
 log = logging.getLogger(__name__)
 
 _ORT_TYPES = {"tensor(float)": "float32", "tensor(float16)": "float16"}
+
+
+def _tensor_info(arg) -> TensorInfo:
+    """An ORT NodeArg as ``TensorInfo``: symbolic axes become None, "tensor(int64)" becomes "int64"."""
+    kind = arg.type.removeprefix("tensor(").removesuffix(")")
+    dtype = {"float": "float32", "double": "float64"}.get(kind, kind)
+    shape = tuple(int(d) if isinstance(d, int) and d > 0 else None for d in (arg.shape or ()))
+    return TensorInfo(arg.name, shape, dtype)
 
 
 def _providers(device: str, available: Sequence[str]) -> list:
@@ -86,7 +94,9 @@ class OrtEngine(Engine):
         def probe(batch: int, hw: tuple[int, int]) -> list[np.ndarray]:
             # The first run allocates ORT's memory arena and picks kernels; doing it here keeps that cost
             # off the first frame, and the real output shapes tell the layout (v8 / v5) and class count.
-            return self._run(np.zeros((batch, 3, *hw), np.float32))
+            # A two-stage model's input has no batch axis: (3, H, W).
+            shape = (3, *hw) if len(inp.shape) == 3 else (batch, 3, *hw)
+            return self._run(np.zeros(shape, np.float32))
 
         self.meta = build_meta(
             path=path,
@@ -97,6 +107,9 @@ class OrtEngine(Engine):
             input_dtype=self._input_dtype.name,
             input_shape=inp.shape,
             probe=probe,
+            # the declared outputs tell a two-stage model (Mask R-CNN); an output of unknown rank tells nothing
+            outputs=None if any(o.shape is None for o in self._session.get_outputs())
+            else [_tensor_info(o) for o in self._session.get_outputs()],
         )
         if self._input_dtype == np.float16 and not quantized:
             self.precision = "fp16"

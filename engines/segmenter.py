@@ -6,7 +6,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from maskwatch.engines.base import Engine, ModelMeta
+from maskwatch.engines.base import TWO_STAGE, Engine, ModelMeta
 from maskwatch.engines.postprocess import mask_space_of, masks_full_resolution, masks_in_mask_space, select
 from maskwatch.engines.preprocess import InputBatch, Letterbox
 from maskwatch.engines.results import Detections
@@ -17,9 +17,20 @@ class Segmenter:
 
     ``conf``/``iou``/``max_det``/``agnostic``/``classes`` mean what they mean in Ultralytics' predictor.
     Not thread-safe (it reuses its input buffer): one Segmenter per inference thread.
+
+    For a two-stage engine (``engine.meta.layout == "maskrcnn"``) ``Segmenter(engine, ...)`` returns an
+    ``engines.twostage.TwoStageSegmenter`` (same arguments and methods), so every caller that builds a
+    Segmenter runs Mask R-CNN models too.
     """
 
     host_decode = True  # outputs are numpy arrays; ``postprocess`` may run on any thread
+
+    def __new__(cls, engine: Engine, *args, **kwargs):
+        if cls is Segmenter and engine.meta.layout == TWO_STAGE:
+            from maskwatch.engines.twostage import TwoStageSegmenter
+
+            return TwoStageSegmenter(engine, *args, **kwargs)
+        return super().__new__(cls)
 
     def __init__(
         self,
