@@ -100,7 +100,7 @@ class TrackerConfig(_Strict):
     low_conf: float = Field(0.1, gt=0, lt=1, description="Second-pass detections: between this and model.conf.")
     new_track_conf: float | None = Field(None, gt=0, lt=1, description="Least confidence to start a track (default model.conf).")
     min_hits: int = Field(2, ge=1, le=100, description="Matches before a track is reported.")
-    max_lost_s: float = Field(2.0, ge=0, le=3600, description="Keep a lost track this long (stream seconds).")
+    max_lost_s: float = Field(4.0, ge=0, le=3600, description="Keep a lost track this long (stream seconds).")
     min_similarity: float = Field(0.2, gt=0, lt=1, description="Least similarity to continue a track (first pass).")
     mask_weight: float = Field(0.3, ge=0, le=1, description="Weight of mask IoU against predicted-box IoU.")
     recover_dist: float = Field(1.5, ge=0, le=100, description="A lost track takes the nearest unmatched detection of its "

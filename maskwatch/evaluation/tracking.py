@@ -184,7 +184,9 @@ def _score(gt_seq: list[list[tuple[int, dict]]], trk_seq: list[tuple[np.ndarray,
     for metric in (HOTA(), Identity(quiet), CLEAR(quiet)):
         res.update(metric.eval_sequence(data))
     return {"HOTA": float(np.mean(res["HOTA"])), "IDF1": float(res["IDF1"]), "MOTA": float(res["MOTA"]),
-            "IDSW": int(res["IDSW"]), "gt_ids": len(gt_map), "tracker_ids": len(tr_map)}
+            "IDSW": int(res["IDSW"]), "gt_ids": len(gt_map), "tracker_ids": len(tr_map),
+            # where IDF1 is lost: instance-frames unmatched on either side (identity, then per frame)
+            "IDFN": int(res["IDFN"]), "IDFP": int(res["IDFP"]), "FN": int(res["CLR_FN"]), "FP": int(res["CLR_FP"])}
 
 
 def gt_detections(instances: list[dict], rng: np.random.Generator, mask_wh=(160, 90), miss=0.1):

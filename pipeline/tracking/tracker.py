@@ -79,7 +79,7 @@ class TrackerParams:
     low_conf: float = 0.1  # second-pass detections (between low and high)
     new_track_conf: float = 0.4  # least confidence to start a track
     min_hits: int = 2  # matches before a track is reported
-    max_lost_s: float = 2.0  # keep a lost track this long (stream seconds)
+    max_lost_s: float = 4.0  # keep a lost track this long (stream seconds; 4 chosen on the tuning clips, issue 26)
     min_similarity: float = 0.2  # least similarity to match in the first pass
     min_similarity_low: float = 0.35  # ... and in the second pass
     mask_weight: float = 0.3  # far objects are a few mask pixels and bunched players' masks overlap (tuning clips)
