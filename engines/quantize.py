@@ -10,7 +10,8 @@ scores, mask coefficients), the DFL and the output decoding in float: those prod
 threshold compare, and quantizing them costs accuracy for little speed. ``keep_float="none"`` quantizes every
 convolution (measure with ``maskwatch eval masks --precision int8`` before using it).
 
-Needs the ``onnx`` package (the ``[quantize]`` extra).
+Needs the ``onnx`` package (the ``[quantize]`` extra). The other quantizer, NNCF into an OpenVINO model folder
+(``maskwatch engine quantize --method nncf``, the default where nncf is installed), is ``quantize_nncf``.
 """
 
 from __future__ import annotations

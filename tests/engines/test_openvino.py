@@ -3,7 +3,8 @@
 Reduced precision changes scores and mask edges a little, so detections are compared as sets: matched one to
 one by class and box IoU >= 0.5, then F1 of the match, mask IoU and box error of the pairs, with the thresholds
 below (measured on an AMD EPYC with AVX512_BF16 and VNNI: bf16 F1 1.000, mask IoU median 1.000, min 0.947, box
-error median 0.17 px; INT8 F1 0.98-0.99, mask IoU median 1.000, box error median 0.7 px).
+error median 0.17 px; INT8 QDQ F1 0.98-0.99, mask IoU median 1.000, box error median 0.7 px; INT8 NNCF, calibrated
+on 24 frames: F1 0.995, mask IoU median 1.000, min 0.857, box error median 0.40 px).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ CONF, IOU = 0.35, 0.6
 # reduced precision against fp32: (min F1, min median mask IoU, min mask IoU, max median box error px)
 BF16 = (0.97, 0.99, 0.85, 1.0)
 INT8 = (0.95, 0.97, 0.3, 2.0)
+NNCF = (0.97, 0.98, 0.5, 1.0)
 
 
 @pytest.fixture(scope="module")
@@ -100,17 +102,23 @@ def test_bf16_close_to_fp32(frames, reference):
     assert_close(reference, detect(eng, frames), BF16)
 
 
+def calibration_rgb() -> list[np.ndarray]:
+    """24 RGB frames of held-out seeds that the parity frames do not use."""
+    out = []
+    for scene, seed in (("site", 21_000_011), ("pitch", 21_000_012), ("site", 21_000_013)):
+        sc = make_scene(scene, seed, 1280, 720)
+        for k in range(8):
+            bgr, _ = sc.render(0.5 + k)
+            out.append(np.ascontiguousarray(bgr[..., ::-1]))
+    return out
+
+
 @pytest.fixture(scope="module")
 def int8_model(tmp_path_factory, frames) -> Path:
     """The demo model quantized here (not committed): calibrated on 24 frames of other held-out seeds."""
     from maskwatch.engines.quantize import quantize_onnx
 
-    calib = []
-    for scene, seed in (("site", 21_000_011), ("pitch", 21_000_012), ("site", 21_000_013)):
-        sc = make_scene(scene, seed, 1280, 720)
-        for k in range(8):
-            bgr, _ = sc.render(0.5 + k)
-            calib.append(letterbox(np.ascontiguousarray(bgr[..., ::-1]), (384, 640))[0])
+    calib = [letterbox(f, (384, 640))[0] for f in calibration_rgb()]
     out = tmp_path_factory.mktemp("int8") / "demo-int8.onnx"
     summary = quantize_onnx(DEMO, calib, out)
     assert summary["frames"] == 24 and summary["kept_float"] > 0
@@ -204,9 +212,93 @@ def test_quantize_command(tmp_path):
                            "--frames", "6", "--out", str(out)], capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr
     assert "6 calibration frames" in proc.stdout and out.is_file()
+    assert "method qdq [auto: --out is an .onnx file]" in proc.stdout  # an .onnx --out: ONNX Runtime's QDQ
     assert load_engine(out, "onnxruntime", threads=1).precision == "int8"
     bad = subprocess.run([sys.executable, "-m", "maskwatch", "engine", "quantize", str(DEMO), "--calib",
                           str(tmp_path / "nothing-here"), "--out", str(tmp_path / "x.onnx")],
                          capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "not a video file, an image folder or a camera URL" in bad.stderr
     assert len(bad.stderr.strip().splitlines()) == 1 and not (tmp_path / "x.onnx").exists()
+
+
+# -- NNCF: `maskwatch engine quantize --method nncf` -> an OpenVINO model folder ---------------------------------
+def quantize_cli(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "maskwatch", "engine", "quantize", *map(str, args)],
+                          capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def nncf_model(tmp_path_factory) -> Path:
+    """The demo model quantized by the command with NNCF (not committed), calibrated on a folder of the same 24
+    frames the QDQ fixture uses."""
+    tmp = tmp_path_factory.mktemp("nncf")
+    images = tmp / "calib"
+    images.mkdir()
+    for k, rgb in enumerate(calibration_rgb()):
+        cv2.imwrite(str(images / f"{k:02d}.png"), rgb[..., ::-1])
+    out = tmp / "demo_int8_openvino_model"
+    proc = quantize_cli(DEMO, "--calib", images, "--frames", 24, "--method", "nncf", "--out", out)
+    assert proc.returncode == 0, proc.stderr
+    line = proc.stdout.strip().splitlines()[-1]
+    assert line.startswith(f"wrote {out} (method nncf [--method]") and "24 calibration frames" in line, line
+    return out
+
+
+def test_nncf_model_folder(nncf_model):
+    """Ultralytics' layout, with the ONNX model's metadata in metadata.yaml; the weights are int8."""
+    import yaml
+
+    assert sorted(p.name for p in nncf_model.iterdir()) == ["metadata.yaml", "model.bin", "model.xml"]
+    meta = yaml.safe_load((nncf_model / "metadata.yaml").read_text())
+    assert meta["names"] == {0: "worker", 1: "excavator", 2: "dump_truck", 3: "player", 4: "ball"}
+    assert meta["imgsz"] == [384, 640] and meta["stride"] == 32 and meta["batch"] == 1 and meta["task"] == "segment"
+    assert meta["precision"] == "int8" and meta["quantization"].startswith("NNCF ")
+    assert (nncf_model / "model.bin").stat().st_size < 0.4 * DEMO.stat().st_size
+
+
+@pytest.mark.parametrize("backend", ["openvino", "auto"])
+def test_nncf_int8_close_to_fp32(frames, reference, nncf_model, backend):
+    eng = load_engine(nncf_model, backend, threads=2, precision="int8")
+    assert eng.meta.backend == "openvino" and eng.precision == "int8"
+    assert eng.meta.names == load_engine(DEMO, "onnxruntime", threads=1).meta.names  # metadata kept
+    assert eng.meta.input_hw == (384, 640)
+    assert_close(reference, detect(eng, frames), NNCF)
+    assert load_engine(nncf_model, backend, threads=1).precision == "int8"  # auto knows a quantized model
+
+
+def test_nncf_head_decoding_stays_float(nncf_model):
+    """The head's own operations (box decoding, class sigmoid, output concatenation) and its DFL are float: no
+    FakeQuantize feeds them; the head's convolutions are quantized."""
+    import openvino as ov
+
+    from maskwatch.engines.quantize_nncf import head_scope
+
+    model = ov.Core().read_model(str(nncf_model / "model.xml"))
+    assert head_scope(model) == "/model.23"
+    fed_by_fq = {t.get_node().get_friendly_name() for op in model.get_ops() if op.get_type_name() == "FakeQuantize"
+                 for out in op.outputs() for t in out.get_target_inputs()}
+    decode = [n for n in fed_by_fq if n.startswith("/model.23/") and (n.count("/") == 2 or "/dfl/" in n)]
+    assert not decode, decode
+    assert any(n.startswith("/model.23/cv") for n in fed_by_fq)  # the branch convolutions run int8
+
+
+def test_runtime_does_not_import_nncf(nncf_model):
+    code = ("import sys, numpy as np; from maskwatch.engines import load_engine; "
+            f"e = load_engine({str(nncf_model)!r}, threads=1); e.infer(np.zeros((1, 3, 384, 640), np.float32)); "
+            "assert e.precision == 'int8'; print('nncf' in sys.modules)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and proc.stdout.strip() == "False", proc.stderr
+
+
+@pytest.mark.parametrize("model, extra, message", [
+    ("demo", ["--method", "bogus"], "--method: 'bogus': expected auto, nncf, qdq, qdq-percentile or qdq-entropy"),
+    ("xml", ["--method", "nncf"], "expected an .onnx model file"),
+    ("demo", ["--method", "nncf", "--out", "{tmp}/x.onnx"], "--method nncf writes an OpenVINO model folder"),
+    ("demo", ["--method", "qdq", "--out", "{tmp}/x_openvino_model"], "--method qdq writes an .onnx file"),
+])
+def test_quantize_command_errors(tmp_path, nncf_model, model, extra, message):
+    """Exit 2 with one line on stderr, before any calibration, and nothing written."""
+    path = DEMO if model == "demo" else nncf_model / "model.xml"
+    proc = quantize_cli(path, "--calib", "synth", *[a.format(tmp=tmp_path) for a in extra], timeout=120)
+    assert proc.returncode == 2 and message in proc.stderr, proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and not list(tmp_path.iterdir())
