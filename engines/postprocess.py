@@ -335,3 +335,30 @@ def masks_full_resolution(
         frame_logits = my.weights[r0:r1, s0:s1] @ logits @ mx.weights[c0:c1, t0:t1].T
         np.greater(frame_logits, 0, out=out[i, r0:r1, c0:c1])
     return out
+
+
+def set_thresholds(seg, engine, conf: float, iou: float, max_det: int, classes, agnostic: bool) -> None:
+    """Check and set a segmenter's ``engine``, ``conf``, ``iou``, ``max_det``, ``agnostic`` and ``classes`` (sorted
+    class ids as an array, or None for all), the same for every kind of segmenter; ValueError names the setting."""
+    if not 0.0 <= conf <= 1.0:
+        raise ValueError(f"conf must be in [0, 1], got {conf}")
+    if not 0.0 <= iou <= 1.0:
+        raise ValueError(f"iou must be in [0, 1], got {iou}")
+    if max_det < 1:
+        raise ValueError(f"max_det must be >= 1, got {max_det}")
+    seg.engine = engine
+    seg.conf = float(conf)
+    seg.iou = float(iou)
+    seg.max_det = int(max_det)
+    seg.agnostic = bool(agnostic)
+    seg.classes = None
+    if classes is not None:
+        ids = sorted({int(c) for c in classes})
+        unknown = [c for c in ids if c not in engine.meta.names]
+        if unknown or not ids:
+            raise ValueError(
+                f"classes {ids}: unknown class ids {unknown}; the model has {engine.meta.names}"
+                if unknown
+                else "classes: empty list; leave it out to keep every class"
+            )
+        seg.classes = np.asarray(ids, np.int64)

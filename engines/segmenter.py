@@ -7,7 +7,8 @@ from collections.abc import Iterable
 import numpy as np
 
 from maskwatch.engines.base import TWO_STAGE, Engine, ModelMeta
-from maskwatch.engines.postprocess import mask_space_of, masks_full_resolution, masks_in_mask_space, select
+from maskwatch.engines.postprocess import (mask_space_of, masks_full_resolution, masks_in_mask_space, select,
+                                           set_thresholds)
 from maskwatch.engines.preprocess import InputBatch, Letterbox
 from maskwatch.engines.results import Detections
 
@@ -41,28 +42,7 @@ class Segmenter:
         classes: Iterable[int] | None = None,
         agnostic: bool = False,
     ) -> None:
-        if not 0.0 <= conf <= 1.0:
-            raise ValueError(f"conf must be in [0, 1], got {conf}")
-        if not 0.0 <= iou <= 1.0:
-            raise ValueError(f"iou must be in [0, 1], got {iou}")
-        if max_det < 1:
-            raise ValueError(f"max_det must be >= 1, got {max_det}")
-        self.engine = engine
-        self.conf = float(conf)
-        self.iou = float(iou)
-        self.max_det = int(max_det)
-        self.agnostic = bool(agnostic)
-        self.classes: np.ndarray | None = None
-        if classes is not None:
-            ids = sorted({int(c) for c in classes})
-            unknown = [c for c in ids if c not in engine.meta.names]
-            if unknown or not ids:
-                raise ValueError(
-                    f"classes {ids}: unknown class ids {unknown}; the model has {engine.meta.names}"
-                    if unknown
-                    else "classes: empty list; leave it out to keep every class"
-                )
-            self.classes = np.asarray(ids, np.int64)
+        set_thresholds(self, engine, conf, iou, max_det, classes, agnostic)
         self._batch = InputBatch(self.input_hw, engine.meta.batch)
 
     def clone(self) -> Segmenter:

@@ -35,7 +35,7 @@ import cv2
 import numpy as np
 
 from maskwatch.engines.base import TWO_STAGE, Engine, ModelMeta, two_stage_mask_hw
-from maskwatch.engines.postprocess import MAX_WH, mask_space_of, nms
+from maskwatch.engines.postprocess import MAX_WH, mask_space_of, nms, set_thresholds
 from maskwatch.engines.preprocess import Letterbox
 from maskwatch.engines.results import Detections
 
@@ -63,28 +63,7 @@ class TwoStageSegmenter:
         if engine.meta.layout != TWO_STAGE:
             raise ValueError(f"{engine.meta.path.name}: layout {engine.meta.layout!r} is not a two-stage model; "
                              "use Segmenter")
-        if not 0.0 <= conf <= 1.0:
-            raise ValueError(f"conf must be in [0, 1], got {conf}")
-        if not 0.0 <= iou <= 1.0:
-            raise ValueError(f"iou must be in [0, 1], got {iou}")
-        if max_det < 1:
-            raise ValueError(f"max_det must be >= 1, got {max_det}")
-        self.engine = engine
-        self.conf = float(conf)
-        self.iou = float(iou)
-        self.max_det = int(max_det)
-        self.agnostic = bool(agnostic)
-        self.classes: np.ndarray | None = None
-        if classes is not None:
-            ids = sorted({int(c) for c in classes})
-            unknown = [c for c in ids if c not in engine.meta.names]
-            if unknown or not ids:
-                raise ValueError(
-                    f"classes {ids}: unknown class ids {unknown}; the model has {engine.meta.names}"
-                    if unknown
-                    else "classes: empty list; leave it out to keep every class"
-                )
-            self.classes = np.asarray(ids, np.int64)
+        set_thresholds(self, engine, conf, iou, max_det, classes, agnostic)
 
     def clone(self) -> TwoStageSegmenter:
         """The same engine and settings, for another inference thread (it holds no buffers)."""
