@@ -216,8 +216,8 @@ def two_stage_outputs(input_shape: Sequence[Any], outputs: Sequence[TensorInfo])
 # ------------------------------------------------------------------------------------------ metadata
 
 
-def parse_names(value: Any, source: str) -> dict[int, str]:
-    """Class names from a dict {id: name}, a list, or their Python-literal string (Ultralytics' metadata)."""
+def _names_value(value: Any, source: str) -> dict[int, str] | list[str]:
+    """A 'names' value as a dict {int id: name} or a list of names, from either or their Python-literal string."""
     if isinstance(value, str):
         try:
             value = ast.literal_eval(value)
@@ -225,13 +225,18 @@ def parse_names(value: Any, source: str) -> dict[int, str]:
             raise ValueError(f"{source}: 'names' is not a Python literal dict or list: {value[:80]!r}") from exc
     if isinstance(value, Mapping):
         try:
-            names = {int(k): str(v) for k, v in value.items()}
+            return {int(k): str(v) for k, v in value.items()}
         except (TypeError, ValueError) as exc:
             raise ValueError(f"{source}: 'names' keys must be class ids (integers), got {list(value)[:5]}") from exc
-    elif isinstance(value, Sequence) and not isinstance(value, (str, bytes)):
-        names = {i: str(v) for i, v in enumerate(value)}
-    else:
-        raise ValueError(f"{source}: 'names' must be a dict of id -> name or a list, got {type(value).__name__}")
+    if isinstance(value, Sequence) and not isinstance(value, (str, bytes)):
+        return [str(v) for v in value]
+    raise ValueError(f"{source}: 'names' must be a dict of id -> name or a list, got {type(value).__name__}")
+
+
+def parse_names(value: Any, source: str) -> dict[int, str]:
+    """Class names from a dict {id: name}, a list, or their Python-literal string (Ultralytics' metadata)."""
+    value = _names_value(value, source)
+    names = value if isinstance(value, dict) else dict(enumerate(value))
     if sorted(names) != list(range(len(names))):
         raise ValueError(f"{source}: class ids in 'names' must be 0..{len(names) - 1}, got {sorted(names)}")
     return names
@@ -419,16 +424,9 @@ def parse_two_stage_names(value: Any, source: str) -> dict[int, str]:
     * a dict keyed 1..n: label ids; a dict keyed 0..n-1: item 0 is dropped when it is the background (then as
       1..n), else the keys are maskwatch's class ids (label id + 1).
     """
-    if isinstance(value, str):
-        try:
-            value = ast.literal_eval(value)
-        except (ValueError, SyntaxError) as exc:
-            raise ValueError(f"{source}: 'names' is not a Python literal dict or list: {value[:80]!r}") from exc
-    if isinstance(value, Mapping):
-        try:
-            keyed = {int(k): str(v) for k, v in value.items()}
-        except (TypeError, ValueError) as exc:
-            raise ValueError(f"{source}: 'names' keys must be class ids (integers), got {list(value)[:5]}") from exc
+    value = _names_value(value, source)
+    if isinstance(value, dict):
+        keyed = value
         if keyed and sorted(keyed) == list(range(1, len(keyed) + 1)):  # torchvision label ids
             items = [keyed[k] for k in sorted(keyed)]
         elif sorted(keyed) == list(range(len(keyed))):
@@ -437,12 +435,10 @@ def parse_two_stage_names(value: Any, source: str) -> dict[int, str]:
                 items = items[1:]
         else:
             raise ValueError(f"{source}: 'names' keys must be 1..n (label ids) or 0..n-1, got {sorted(keyed)}")
-    elif isinstance(value, Sequence) and not isinstance(value, (str, bytes)):
-        items = [str(v) for v in value]
+    else:
+        items = value
         if items and items[0].strip().lower() in BACKGROUND_NAMES:
             items = items[1:]
-    else:
-        raise ValueError(f"{source}: 'names' must be a list or a dict of id -> name, got {type(value).__name__}")
     if not items:
         raise ValueError(f"{source}: 'names' lists no class besides the background")
     return dict(enumerate(items))

@@ -129,7 +129,7 @@ def test_names_mapping():
     assert parse_two_stage_names({0: "background", 1: "worker", 2: "excavator"}, "t") == want
     assert parse_two_stage_names({0: "worker", 1: "excavator"}, "t") == want  # keyed by class id
     for bad, why in ((["__background__"], "no class besides"), ({2: "a", 5: "b"}, "keys must be"),
-                     ("worker", "not a Python literal"), (3, "must be a list")):
+                     ("worker", "not a Python literal"), (3, "must be a dict of id -> name or a list")):
         with pytest.raises(ValueError, match=why):
             parse_two_stage_names(bad, "t")
 
