@@ -264,10 +264,16 @@ def _load_detections(path: Path) -> list:
 
 
 def _model_key(model, conf: float) -> str:
+    """The cache key of a model file, or of a model folder (OpenVINO's: .xml, .bin, metadata.yaml) by its files."""
     import hashlib
 
-    h = hashlib.sha256(Path(model).read_bytes()).hexdigest()[:16]
-    return f"{h}-c{conf:g}"
+    path = Path(model)
+    h = hashlib.sha256()
+    for f in sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]:
+        if path.is_dir():
+            h.update(str(f.relative_to(path)).encode() + b"\0")
+        h.update(f.read_bytes())
+    return f"{h.hexdigest()[:16]}-c{conf:g}"
 
 
 def _clip_key(clip: Path) -> str:

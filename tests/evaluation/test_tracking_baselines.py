@@ -171,3 +171,22 @@ def test_seed_ranges_are_fixed_disjoint_and_unused_elsewhere():
     assert site.count(None) >= 9 and {"excavator_swing", "truck_reverse", "truck_speed"} <= set(site)
     pitch = [scenario_for(("box_entry",), s) for s in range(HELDOUT_SEEDS[0], HELDOUT_SEEDS[1] + 1)]
     assert pitch.count("box_entry") == 4
+
+
+def test_model_key_of_a_file_and_of_a_model_folder(tmp_path):
+    """The detection cache keys a model by its bytes: a file's as before, an OpenVINO folder's by its files (a folder
+    once crashed `eval tracking`)."""
+    import hashlib
+
+    from maskwatch.evaluation.tracking import _model_key
+
+    f = tmp_path / "m.onnx"
+    f.write_bytes(b"weights")
+    assert _model_key(f, 0.1) == hashlib.sha256(b"weights").hexdigest()[:16] + "-c0.1"
+    d = tmp_path / "m_int8_openvino_model"
+    d.mkdir()
+    (d / "model.xml").write_text("<net/>")
+    (d / "model.bin").write_bytes(b"\x00\x01")
+    k1 = _model_key(d, 0.1)
+    (d / "model.bin").write_bytes(b"\x00\x02")
+    assert _model_key(d, 0.1) != k1 and _model_key(d, 0.1).endswith("-c0.1")
