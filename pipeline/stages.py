@@ -463,7 +463,7 @@ class Pipeline:
                     if self.mqtt is not None:  # retained per-zone counts; the sink sends only changes
                         for zone_id, counts in engine.occupancy.items():
                             self.mqtt.publish_occupancy(c.id, zone_id, counts)
-                        self._publish_armed(c.id, engine, frame.wall_s)
+                        self._publish_armed(c.id, engine)
                     if self.snapshots is not None:  # side path: drawn and saved by the snapshots thread
                         for ev in events:
                             if ev.type == "start":
@@ -522,11 +522,11 @@ class Pipeline:
                 c.stats.filtered[(name, reason)] += 1
         return dets[np.array([r is None for r in why], bool)]
 
-    def _publish_armed(self, camera: str, engine: ZoneEngine, wall_s: float) -> None:
+    def _publish_armed(self, camera: str, engine: ZoneEngine) -> None:
         """The switches' state topics (retained, sent on change): each rule's and the camera's armed state,
         schedule included."""
         prefix = f"{self.mqtt.prefix}/{topic_level(camera)}"
-        self.mqtt.publish_retained(f"{prefix}/enabled", "ON" if engine.camera_armed(wall_s) else "OFF")
+        self.mqtt.publish_retained(f"{prefix}/enabled", "ON" if engine.armed_camera else "OFF")
         for rule, armed in engine.armed_rules.items():
             self.mqtt.publish_retained(f"{prefix}/rules/{topic_level(rule)}", "ON" if armed else "OFF")
 

@@ -126,6 +126,7 @@ class ZoneEngine:
         # remote switches: rule id (None: the whole camera) -> (on, expires at wall s or None, set at wall s)
         self.switches: dict[str | None, tuple[bool, float | None, float]] = {}
         self.armed_rules: dict[str, bool] = {}  # rule id -> armed in the latest frame
+        self.armed_camera = True  # the camera armed in the latest frame (its switch, else its schedule)
         self._load(zone_file)
 
     def _load(self, zone_file: ZoneFile) -> None:
@@ -177,8 +178,9 @@ class ZoneEngine:
         f = _Frame(self, track_ids, class_names, confidences, xyxy, masks, stationary_s)
         self._update_occupancy(f)
         events: list[AlertEvent] = []
+        self.armed_camera = self.camera_armed(wall_s)  # once per frame, not once per rule
         for rule in self.rules:
-            armed = self.armed(rule, wall_s)
+            armed = self.armed(rule, wall_s, self.armed_camera)
             self.armed_rules[rule.id] = armed
             if not armed:
                 events += self._disarm(rule, frame_index, pts_s, wall_s)
@@ -232,9 +234,10 @@ class ZoneEngine:
             cam = self.zone_file.schedule.armed(wall_s) if self.zone_file.schedule is not None else True
         return cam
 
-    def armed(self, rule, wall_s: float) -> bool:
-        """The camera armed (its switch, else its schedule) and the rule armed (its switch, else its schedule)."""
-        if not self.camera_armed(wall_s):
+    def armed(self, rule, wall_s: float, camera: bool | None = None) -> bool:
+        """The camera armed (its switch, else its schedule; ``camera`` when the caller has it) and the rule armed
+        (its switch, else its schedule)."""
+        if not (self.camera_armed(wall_s) if camera is None else camera):
             return False
         own = self._switch(rule.id, wall_s)
         if own is None:
