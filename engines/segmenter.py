@@ -6,7 +6,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from maskwatch.engines.base import TWO_STAGE, Engine, ModelMeta
+from maskwatch.engines.base import Engine, ModelMeta
 from maskwatch.engines.postprocess import (mask_space_of, masks_full_resolution, masks_in_mask_space, select,
                                            set_thresholds)
 from maskwatch.engines.preprocess import InputBatch, Letterbox
@@ -27,7 +27,7 @@ class Segmenter:
     host_decode = True  # outputs are numpy arrays; ``postprocess`` may run on any thread
 
     def __new__(cls, engine: Engine, *args, **kwargs):
-        if cls is Segmenter and engine.meta.layout == TWO_STAGE:
+        if cls is Segmenter and engine.meta.two_stage:
             from maskwatch.engines.twostage import TwoStageSegmenter
 
             return TwoStageSegmenter(engine, *args, **kwargs)

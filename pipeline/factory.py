@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from maskwatch.engines import TWO_STAGE, Segmenter, load_engine
+from maskwatch.engines import Segmenter, load_engine
 from maskwatch.zones import ConfigError, load_zone_file
 
 log = logging.getLogger(__name__)
@@ -46,8 +46,8 @@ def build_segmenter(model_cfg, file: str | Path | None = None, tracker_cfg=None,
     engine.choice = why  # why this backend and precision (maskwatch check and the start-up line say it)
     log.info("inference: %s, %s on %s (%s)", engine.meta.backend, engine.precision, model_cfg.device, why)
     kind = Segmenter  # a Mask R-CNN engine makes it a TwoStageSegmenter (Segmenter.__new__)
-    if hasattr(engine, "infer_torch") and engine.meta.layout != TWO_STAGE:  # TensorRT / TorchScript: pre- and post-processing on the device too
-        from maskwatch.engines.torch_ops import TorchSegmenter as kind
+    if hasattr(engine, "infer_torch") and not engine.meta.two_stage:  # TensorRT / TorchScript: pre- and
+        from maskwatch.engines.torch_ops import TorchSegmenter as kind  # post-processing on the device too
     return kind(engine, conf=conf, iou=model_cfg.iou, max_det=model_cfg.max_det,
                 classes=classes, agnostic=model_cfg.agnostic_nms)
 

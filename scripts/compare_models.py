@@ -40,8 +40,7 @@ def _run(cmd: list[str], env: dict | None = None) -> str:
     print("$ " + " ".join(shlex.quote(c) for c in cmd), file=sys.stderr, flush=True)
     p = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env={**os.environ, **(env or {})})
     if p.returncode != 0:
-        raise SystemExit(f"compare_models: {cmd[0]} {cmd[1] if len(cmd) > 1 else ''} failed "
-                         f"(exit {p.returncode}):\n{p.stderr[-2000:]}")
+        raise SystemExit(f"compare_models: `{' '.join(cmd[:3])}` failed (exit {p.returncode}):\n{p.stderr[-2000:]}")
     return p.stdout
 
 
@@ -89,35 +88,28 @@ def _pair(d: dict) -> str:
 
 
 def table(results: dict[str, dict]) -> str:
-    labels = list(results)
-    head = "| | " + " | ".join(labels) + " |\n|---|" + "---|" * len(labels) + "\n"
-    rows = []
-    scenes = sorted({s for r in results.values() for s in r["masks"]["scenes"]})
-    for scene in scenes:
-        cell = [(_pair(r["masks"]["scenes"][scene]["mask"]) if scene in r["masks"]["scenes"] else "-")
-                for r in results.values()]
-        rows.append(f"| {scene}: mask mAP50 / 50-95 | " + " | ".join(cell) + " |")
-        classes = sorted({c for r in results.values() for c in r["masks"]["scenes"].get(scene, {}).get("classes", {})})
-        for c in classes:
-            cell = [(_pair(r["masks"]["scenes"][scene]["classes"][c]["mask"])
-                     if c in r["masks"]["scenes"].get(scene, {}).get("classes", {}) else "-")
-                    for r in results.values()]
-            rows.append(f"| &nbsp; {c} | " + " | ".join(cell) + " |")
-        cell = [(_pair(r["masks"]["scenes"][scene]["box"]) if scene in r["masks"]["scenes"] else "-")
-                for r in results.values()]
-        rows.append(f"| {scene}: box mAP50 / 50-95 | " + " | ".join(cell) + " |")
-    rows.append("| CPU ms per 720p frame, median / p95 (batch 1) | " + " | ".join(
-        f"{r['bench']['total']['median_ms']:.0f} / {r['bench']['total']['p95_ms']:.0f}" for r in results.values()) + " |")
-    rows.append("| &nbsp; of which the engine call | " + " | ".join(
-        f"{r['bench']['infer']['median_ms']:.0f}" for r in results.values()) + " |")
-    for scene in sorted({s for r in results.values() for s in r.get("alerts", {})}):
-        cell = []
-        for r in results.values():
-            a = r.get("alerts", {}).get(scene)
-            cell.append("-" if a is None else
-                        f"{a['matched']}/{a['gt']} / {a['matched']}/{a['predicted']}")
-        rows.append(f"| alerts on the {scene} clips: recall / precision | " + " | ".join(cell) + " |")
-    return head + "\n".join(rows) + "\n"
+    """One markdown column per model; a cell is "-" where that model has no such figure."""
+    rows = ["| | " + " | ".join(results) + " |", "|---|" + "---|" * len(results)]
+
+    def row(name: str, cell) -> None:  # cell(result) -> text, or None when the model has no such figure
+        rows.append(f"| {name} | " + " | ".join(cell(r) or "-" for r in results.values()) + " |")
+
+    def scene_of(r: dict, scene: str) -> dict:
+        return r["masks"]["scenes"].get(scene, {})
+
+    for scene in sorted({s for r in results.values() for s in r["masks"]["scenes"]}):
+        row(f"{scene}: mask mAP50 / 50-95", lambda r: scene_of(r, scene) and _pair(scene_of(r, scene)["mask"]))
+        for c in sorted({c for r in results.values() for c in scene_of(r, scene).get("classes", {})}):
+            row(f"&nbsp; {c}", lambda r: (c in scene_of(r, scene).get("classes", {})
+                                          and _pair(scene_of(r, scene)["classes"][c]["mask"])))
+        row(f"{scene}: box mAP50 / 50-95", lambda r: scene_of(r, scene) and _pair(scene_of(r, scene)["box"]))
+    row("CPU ms per 720p frame, median / p95 (batch 1)",
+        lambda r: f"{r['bench']['total']['median_ms']:.0f} / {r['bench']['total']['p95_ms']:.0f}")
+    row("&nbsp; of which the engine call", lambda r: f"{r['bench']['infer']['median_ms']:.0f}")
+    for scene in sorted({s for r in results.values() for s in r["alerts"]}):
+        row(f"alerts on the {scene} clips: recall / precision",
+            lambda r: (scene in r["alerts"] and "{matched}/{gt} / {matched}/{predicted}".format(**r["alerts"][scene])))
+    return "\n".join(rows) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -180,7 +180,7 @@ class ZoneEngine:
         events: list[AlertEvent] = []
         self.armed_camera = self.camera_armed(wall_s)  # once per frame, not once per rule
         for rule in self.rules:
-            armed = self.armed(rule, wall_s, self.armed_camera)
+            armed = self.armed_camera and self._rule_armed(rule, wall_s)
             self.armed_rules[rule.id] = armed
             if not armed:
                 events += self._disarm(rule, frame_index, pts_s, wall_s)
@@ -234,11 +234,8 @@ class ZoneEngine:
             cam = self.zone_file.schedule.armed(wall_s) if self.zone_file.schedule is not None else True
         return cam
 
-    def armed(self, rule, wall_s: float, camera: bool | None = None) -> bool:
-        """The camera armed (its switch, else its schedule; ``camera`` when the caller has it) and the rule armed
-        (its switch, else its schedule)."""
-        if not (self.camera_armed(wall_s) if camera is None else camera):
-            return False
+    def _rule_armed(self, rule, wall_s: float) -> bool:
+        """The rule's own arming: its switch, else its schedule (the camera's is ``camera_armed``)."""
         own = self._switch(rule.id, wall_s)
         if own is None:
             own = rule.schedule.armed(wall_s) if rule.schedule is not None else True

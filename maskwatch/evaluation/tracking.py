@@ -269,10 +269,11 @@ def _model_key(model, conf: float) -> str:
 
     path = Path(model)
     h = hashlib.sha256()
-    for f in sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]:
-        if path.is_dir():
-            h.update(str(f.relative_to(path)).encode() + b"\0")
-        h.update(f.read_bytes())
+    if path.is_dir():
+        for f in sorted(p for p in path.rglob("*") if p.is_file()):
+            h.update(str(f.relative_to(path)).encode() + b"\0" + f.read_bytes())
+    else:
+        h.update(path.read_bytes())  # a file's key as before, so existing caches stay valid
     return f"{h.hexdigest()[:16]}-c{conf:g}"
 
 
