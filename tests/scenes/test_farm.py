@@ -256,7 +256,7 @@ def test_farm_example_config_parses_and_its_zones_match_the_clips():
     from maskwatch.zones import ConfigError, load_zone_file
 
     cfg = load_config(ROOT / "configs" / "farm-example.yaml")
-    assert cfg.model.path.name == "maskwatch-demo-seg.onnx"
+    assert cfg.model.path.name == "maskwatch-demo-seg-960.onnx"
     assert {c.zones for c in cfg.cameras} == {(ROOT / "configs" / "zones" / "farm-demo.yaml").resolve()}
     zf = load_zone_file(ROOT / "configs" / "zones" / "farm-demo.yaml")
     assert {r.type for r in zf.rules} == {"occupancy", "intrusion", "dwell"}
@@ -264,6 +264,9 @@ def test_farm_example_config_parses_and_its_zones_match_the_clips():
     # the zones and rules of the three clips of seed 7 (`maskwatch synth farm --seed 7 --scenario ...`)
     doc = yaml.safe_load((ROOT / "configs" / "zones" / "farm-demo.yaml").read_text())
     assert doc == make_scene("farm", 7, 1280, 720, "cow_down").zone_file(all_scenarios=True)
-    check_rule_classes(cfg, dict(enumerate(CLASS_NAMES)), "farm-example.yaml")  # a 6-class model: passes
-    with pytest.raises(ConfigError, match="cow"):  # the bundled 5-class model does not know `cow` yet
-        check_rule_classes(cfg, dict(enumerate(CLASS_NAMES[:5])), "farm-example.yaml")
+    from maskwatch.engines import load_engine
+
+    check_rule_classes(cfg, load_engine(cfg.model.path).meta.names, "farm-example.yaml")  # the farm model: passes
+    with pytest.raises(ConfigError, match="cow"):  # the bundled 5-class model does not know `cow`
+        check_rule_classes(cfg, load_engine(ROOT / "models" / "maskwatch-demo-seg.onnx").meta.names,
+                           "farm-example.yaml")
