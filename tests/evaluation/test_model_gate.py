@@ -50,7 +50,7 @@ def test_accuracy_gate_mask_map50(heldout):
     assert not low, f"mask mAP50 below {GATE_MASK_MAP50}: {low} (all: {res['scenes']})"
 
 
-# The 6-class model at 544x960 (models/README.md, "The 6-class model at 544x960", stage 10i), the farm example's:
+# The 6-class model at 544x960 (models/README.md, "Stage 10i"), the farm example's:
 # the same gate for the farm scene's cows and workers. Measured on this clip with the committed model: cow 0.883,
 # worker 1.0; gated 0.05 below.
 GATE_FARM_MEASURED = {"cow": 0.883, "worker": 1.0}
