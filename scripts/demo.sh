@@ -7,6 +7,17 @@
 set -euo pipefail
 MASKWATCH_EXTRAS=dev source "$(dirname "$0")/setup.sh"
 
+# check CONFIG, then run it with its outputs (alerts, summary, annotated video) in DIR; more args go to `run`
+run_demo() {
+  local config=$1 dir=$2 video=$3
+  shift 3
+  maskwatch check "$config"
+  rm -f "$dir/alerts.jsonl"
+  maskwatch run "$config" --save-video "$dir/annotated.mp4" --summary "$dir/summary.json" "$@"
+  echo "demo: $(wc -l < "$dir/alerts.jsonl" 2>/dev/null || echo 0) alert events in $dir/alerts.jsonl," \
+       "annotated video in $video"
+}
+
 if [ "${1:-}" = "--farm" ]; then
   shift
   for s in gate_crowding animal_on_track cow_down; do
@@ -15,11 +26,7 @@ if [ "${1:-}" = "--farm" ]; then
       maskwatch synth farm --scenario "$s" --seed 7 --seconds 20 --out "var/farm/$s"
     fi
   done
-  maskwatch check configs/farm-example.yaml
-  rm -f var/farm/alerts.jsonl
-  maskwatch run configs/farm-example.yaml --save-video var/farm/annotated.mp4 --summary var/farm/summary.json "$@"
-  echo "demo: $(wc -l < var/farm/alerts.jsonl 2>/dev/null || echo 0) alert events in var/farm/alerts.jsonl," \
-       "annotated videos in var/farm/annotated-<camera>.mp4"
+  run_demo configs/farm-example.yaml var/farm "var/farm/annotated-<camera>.mp4" "$@"
   exit 0
 fi
 
@@ -28,9 +35,5 @@ if [ ! -f "$DEMO/video.mp4" ] || [ ! -f "$DEMO/zones.yaml" ]; then
   echo "demo: generating the demo clip into $DEMO (once; cached)"
   maskwatch synth site --scenario excavator_swing --seed 7 --seconds 20 --out "$DEMO"
 fi
-maskwatch check configs/demo.yaml
-rm -f var/demo/alerts.jsonl
-maskwatch run configs/demo.yaml --save-video var/demo/annotated.mp4 --summary var/demo/summary.json "$@"
-echo "demo: $(wc -l < var/demo/alerts.jsonl 2>/dev/null || echo 0) alert events in var/demo/alerts.jsonl," \
-     "annotated video in var/demo/annotated.mp4"
+run_demo configs/demo.yaml var/demo var/demo/annotated.mp4 "$@"
 echo "demo: the web console was at the address printed above; \`bash scripts/demo.sh --loop\` keeps it up until Ctrl-C"
