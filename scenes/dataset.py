@@ -26,6 +26,8 @@ VAL_SEED_OFFSET = 10_000_000
 EVAL_SEED_OFFSET = 20_000_000
 # seeds of the scripted-scenario frames added to a training set (export_scenario_frames)
 SCENARIO_SEED_OFFSET = 5_000_000
+# seeds of a second batch of scenario frames, inside one scenario's time window (e.g. the herd bunched at the gate)
+WINDOW_SEED_OFFSET = 5_500_000
 
 
 def mask_to_polygon(mask: np.ndarray, offset_xy: tuple[int, int] = (0, 0)) -> np.ndarray | None:
@@ -175,14 +177,17 @@ def export_scenario_frames(
     height: int = 720,
     workers: int = 1,
     quality: int = 92,
+    seed_offset: int = SCENARIO_SEED_OFFSET,
+    record_key: str = "scenario_records",
     log=print,
 ) -> int:
     """Add `images` training frames of scripted scenarios (e.g. site's excavator_swing: the arm
     at full reach, which random scenes rarely show) to an exported dataset's train split.
 
-    Seeds start at SCENARIO_SEED_OFFSET (disjoint from train, val and held-out seeds); the
-    scenarios take turns. Recorded in the dataset's manifest under "scenario_records".
-    Returns the number of frames written."""
+    Seeds start at `seed_offset` (SCENARIO_SEED_OFFSET or WINDOW_SEED_OFFSET: disjoint from train,
+    val and held-out seeds); the scenarios take turns; frame times are drawn from `seconds`.
+    Recorded in the dataset's manifest under `record_key` (a second batch uses its own key and
+    seeds, so it adds to the first). Returns the number of frames written."""
     out = Path(out)
     manifest_path = out / "manifest.json"
     if not manifest_path.exists():
@@ -193,7 +198,7 @@ def export_scenario_frames(
     i = 0
     while made < images:
         scene, scenario = pairs[i % len(pairs)]
-        seed = SCENARIO_SEED_OFFSET + i
+        seed = seed_offset + i
         rng = np.random.default_rng([seed, 11])
         k = min(frames_per_seed, images - made)
         times = np.sort(rng.uniform(seconds[0], seconds[1], size=k))
@@ -210,7 +215,7 @@ def export_scenario_frames(
         if len(declared) < len(need):
             write_data_yaml(out, need)
     manifest = json.loads(manifest_path.read_text())
-    manifest["scenario_records"] = records
+    manifest[record_key] = records
     manifest_path.write_text(json.dumps(manifest, indent=1))
     log(f"dataset: added {len(records)} scenario frames ({', '.join(f'{a}/{b}' for a, b in pairs)}) to {out}")
     return len(records)

@@ -74,6 +74,7 @@ def build_data(args) -> Path:
     if data_yaml.exists() and not args.rebuild_data:
         print(f"data: using {data_yaml}", flush=True)
         _add_scenarios(args)
+        _add_window_frames(args)
         return data_yaml
     from maskwatch.scenes.dataset import export_dataset
 
@@ -96,6 +97,7 @@ def build_data(args) -> Path:
     )
     print(f"data: {args.images} images in {time.time() - t0:.0f} s", flush=True)
     _add_scenarios(args)
+    _add_window_frames(args)
     return data_yaml
 
 
@@ -118,9 +120,37 @@ def _add_scenarios(args) -> None:
         scenarios["farm"] = ["gate_crowding", "animal_on_track", "cow_down"]
     export_scenario_frames(args.data_dir, scenarios, args.scenario_images, workers=args.workers,
                            log=lambda m: print(m, flush=True))
+    _drop_label_cache(args)
+    print(f"data: scenario frames in {time.time() - t0:.0f} s", flush=True)
+
+
+def _add_window_frames(args) -> None:
+    """--crowd-images: farm gate_crowding frames drawn only from --crowd-seconds, the window in which the
+    herd stands bunched at the gate (stage 10j: the model counted 3-4 of 5-6 bunched cows). Added once,
+    beside the scenario frames, with their own seeds."""
+    import json
+
+    from maskwatch.scenes.dataset import WINDOW_SEED_OFFSET, export_scenario_frames
+
+    if not args.crowd_images:
+        return
+    manifest = json.loads((Path(args.data_dir) / "manifest.json").read_text())
+    have = len(manifest.get("crowd_records", []))
+    if args.crowd_images <= have:
+        print(f"data: {have} gate-crowding frames already in the dataset", flush=True)
+        return
+    lo, hi = (float(x) for x in args.crowd_seconds.split(","))
+    t0 = time.time()
+    export_scenario_frames(args.data_dir, {"farm": ["gate_crowding"]}, args.crowd_images, seconds=(lo, hi),
+                           seed_offset=WINDOW_SEED_OFFSET, record_key="crowd_records", workers=args.workers,
+                           log=lambda m: print(m, flush=True))
+    _drop_label_cache(args)
+    print(f"data: gate-crowding frames in {time.time() - t0:.0f} s", flush=True)
+
+
+def _drop_label_cache(args) -> None:
     for cache in Path(args.data_dir).glob("labels/*.cache"):
         cache.unlink()  # Ultralytics' label cache would hide the new frames
-    print(f"data: scenario frames in {time.time() - t0:.0f} s", flush=True)
 
 
 def train(args, data_yaml: Path) -> Path:
@@ -165,6 +195,9 @@ def train(args, data_yaml: Path) -> Path:
             save_period=-1 if gpu else 1,  # last.pt is written every epoch either way
             patience=100,
             warmup_epochs=0.0 if args.init else 1.0,  # a further stage starts from trained weights
+            # --lr0: the optimizer Ultralytics' `auto` picks for these runs (MuSGD), from a lower rate
+            # (a further stage that refines rather than restarts); `auto` would ignore lr0
+            **({"optimizer": "MuSGD", "lr0": args.lr0} if args.lr0 else {}),
             close_mosaic=args.close_mosaic if args.mosaic else 0,
             scale=0.3,
             translate=0.1,
@@ -230,6 +263,10 @@ def main(argv: list[str] | None = None) -> int:
                    help="share of images per scene (default 0.6,0.4 for site,pitch; equal otherwise)")
     p.add_argument("--scenario-images", type=int, default=0,
                    help="scripted-scenario train frames to add (stage 6: 300)")
+    p.add_argument("--crowd-images", type=int, default=0,
+                   help="farm gate_crowding train frames from --crowd-seconds, the herd bunched at the gate (stage 10j: 210)")
+    p.add_argument("--crowd-seconds", default="5,15", metavar="A,B",
+                   help="clip time window of the --crowd-images frames")
     p.add_argument("--val-fraction", type=float, default=0.08)
     p.add_argument("--seed-base", type=int, default=0)
     p.add_argument("--rebuild-data", action="store_true")
@@ -238,6 +275,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--epochs", type=int, default=40)
     p.add_argument("--time-h", type=float, default=1.3, help="wall-clock budget in hours (0: use --epochs)")
     p.add_argument("--imgsz", type=int, default=640)
+    p.add_argument("--lr0", type=float, default=None,
+                   help="starting learning rate with MuSGD (default: Ultralytics' auto choice, MuSGD at 0.01)")
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--threads", type=int, default=2)
