@@ -260,6 +260,9 @@ def test_farm_example_config_parses_and_its_zones_match_the_clips():
     assert {c.zones for c in cfg.cameras} == {(ROOT / "configs" / "zones" / "farm-demo.yaml").resolve()}
     zf = load_zone_file(ROOT / "configs" / "zones" / "farm-demo.yaml")
     assert {r.type for r in zf.rules} == {"occupancy", "intrusion", "dwell"}
+    # the herd's tracker setting (chosen on the farm tuning seeds) reaches the tracker; other settings stay default
+    params = cfg.tracker.params(cfg.model.conf)
+    assert params.ambiguity_margin == 0.15 and params.max_lost_s == 4.0 and params.report_conf == 0.6
     assert all(r.classes == ["cow"] for r in zf.rules)
     # the zones and rules of the three clips of seed 7 (`maskwatch synth farm --seed 7 --scenario ...`)
     doc = yaml.safe_load((ROOT / "configs" / "zones" / "farm-demo.yaml").read_text())
