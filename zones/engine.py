@@ -121,6 +121,7 @@ class ZoneEngine:
         self._line_side: dict[tuple, tuple[np.ndarray, int, float]] = {}  # (rule, track) -> point, side, pts
         self._inside_since: dict[tuple, tuple[float, float]] = {}  # (rule, track) -> since, last inside
         self._ground_track: dict[tuple, deque] = {}  # (rule, track) -> (pts, ground x, ground y) over window_s
+        self._held: dict[tuple, tuple[float, AlertObject]] = {}  # (occupancy rule, track) -> last seen inside, object
         self.active_zones: set[str] = set()
         self.occupancy: dict[str, dict[str, int]] = {}
         # remote switches: rule id (None: the whole camera) -> (on, expires at wall s or None, set at wall s)
@@ -167,7 +168,7 @@ class ZoneEngine:
                 if st.active_id is not None:
                     events.append(self._event(st, old_rules[key[0]], "end", frame_index, pts_s, wall_s))
                 del self._states[key]
-        for d in (self._cooldown_until, self._line_side, self._inside_since, self._ground_track):
+        for d in (self._cooldown_until, self._line_side, self._inside_since, self._ground_track, self._held):
             for key in [k for k in d if k[0] not in keep]:
                 del d[key]
         return events
@@ -190,7 +191,7 @@ class ZoneEngine:
             elif isinstance(rule, ProximityRule):
                 conds = self._proximity(rule, f)
             elif isinstance(rule, OccupancyRule):
-                conds = self._occupancy(rule, f)
+                conds = self._occupancy(rule, f, pts_s)
             elif isinstance(rule, DwellRule):
                 conds = self._dwell(rule, f, pts_s)
             elif isinstance(rule, SpeedRule):
@@ -321,14 +322,32 @@ class ZoneEngine:
                                          [f.obj(i, **kw), f.obj(j, **kw)], rule.zone, f.stationary(i, rule)))
         return out
 
-    def _occupancy(self, rule: OccupancyRule, f: _Frame) -> list[Condition]:
+    def _occupancy(self, rule: OccupancyRule, f: _Frame, pts_s: float) -> list[Condition]:
         zi = self.zone_ids.index(rule.zone)
         inside = [i for i in f.select(rule) if f.overlap[i, zi] + 1e-9 >= rule.min_overlap
                   and not f.stationary(i, rule)]
-        if len(inside) <= rule.max_count:
-            return []
         objs = [f.obj(i, overlap=round(float(f.overlap[i, zi]), 4)) for i in inside]
-        return [Condition((rule.id, rule.zone), float(len(inside)), objs, rule.zone, False, {"count": len(inside)})]
+        held: list[AlertObject] = []
+        if rule.hold_s > 0:
+            # an object seen inside is held for hold_s; seen anywhere else this frame (outside, or inside but
+            # not counted), it is let go at once; unseen, it counts until its hold runs out
+            seen = {int(t) for t in f.track_ids} if f.n else set()
+            for i, o in zip(inside, objs):
+                self._held[(rule.id, int(f.track_ids[i]))] = (pts_s, o)
+            counted = {int(f.track_ids[i]) for i in inside}
+            for key in [k for k in self._held if k[0] == rule.id]:
+                last, o = self._held[key]
+                if key[1] in counted:
+                    continue
+                if key[1] in seen or pts_s - last > rule.hold_s + EPS_S:
+                    del self._held[key]
+                else:
+                    held.append(o)
+        n = len(objs) + len(held)
+        if n <= rule.max_count:
+            return []
+        extra = {"count": n, "held": len(held)} if rule.hold_s > 0 else {"count": n}
+        return [Condition((rule.id, rule.zone), float(n), objs + held, rule.zone, False, extra)]
 
     def _dwell(self, rule: DwellRule, f: _Frame, pts_s: float) -> list[Condition]:
         zi = self.zone_ids.index(rule.zone)

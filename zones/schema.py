@@ -82,6 +82,10 @@ class OccupancyRule(RuleBase):
     zone: str
     max_count: int = Field(ge=0, description="Alert when the count exceeds this.")
     min_overlap: float = Field(0.5, gt=0, le=1, description="Fraction of a mask inside the zone to count the object.")
+    hold_s: float = Field(0.0, ge=0, le=60, description="An object counted inside stays counted this long after it "
+                          "was last seen inside, unless it is seen outside meanwhile: a bunched herd or a crowd whose "
+                          "members the detector misses for a few frames each. 0: count only the objects seen in "
+                          "this frame.")
 
 
 class DwellRule(RuleBase):

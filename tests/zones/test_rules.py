@@ -152,6 +152,29 @@ def test_occupancy_counts_per_zone():
     assert eng2.occupancy == {"z": {"worker": 1}}
 
 
+def test_occupancy_hold_counts_objects_missed_for_a_moment():
+    """hold_s: three workers inside, each missed by the detector in turn (a bunched herd): with the hold the count
+    stays 3 and one alert runs; without it the count drops to 2 every frame and nothing starts. A worker seen
+    outside is let go at once, and one unseen for longer than hold_s too."""
+    base = {"id": "o", "type": "occupancy", "zone": "z", "classes": ["worker"], "max_count": 2,
+            "min_duration_s": 0.3, "clear_after_s": 0.0, "update_interval_s": 0}
+    w = lambda i, x: (i, "worker", rect(x, 10, x + 3, 20))  # noqa: E731
+    trio = [w(1, 5), w(2, 15), w(3, 25)]
+    flicker = [[o for k, o in enumerate(trio) if k != f % 3] for f in range(8)]  # one of three missed each frame
+    assert play(engine([base]), flicker) == []
+    ev = play(engine([{**base, "hold_s": 0.25}]), flicker)
+    assert kinds(ev) == ["start", "end"] and ev[0].extra == {"count": 3, "held": 1}
+    assert ev[0].pts_s == pytest.approx(0.4)  # three counted from frame 1 (worker 1 is first seen there), + 0.3 s
+    # worker 3 walks out (seen at x 70, outside the zone): not held, the count is 2 at once
+    eng = engine([{**base, "min_duration_s": 0.0, "hold_s": 1.0}])
+    ev = play(eng, [trio, [w(1, 5), w(2, 15), w(3, 70)]])
+    assert kinds(ev) == ["start", "end"] and ev[1].pts_s == pytest.approx(0.1)
+    # worker 3 unseen for longer than the hold: let go after hold_s (0.2 s, frames at 0.1 s)
+    eng = engine([{**base, "min_duration_s": 0.0, "hold_s": 0.2}])
+    ev = play(eng, [trio] + [[w(1, 5), w(2, 15)]] * 4)
+    assert kinds(ev) == ["start", "end"] and ev[1].pts_s == pytest.approx(0.3)
+
+
 def test_dwell_after_max_duration_and_clock_survives_short_gap():
     rule = {"id": "d", "type": "dwell", "zone": "z", "classes": ["worker"], "max_duration_s": 0.5,
             "clear_after_s": 0.3, "update_interval_s": 0}

@@ -18,7 +18,7 @@ overlay's viewBox is the image's natural size; a point converts between the file
   const SPECIFIC = {
     intrusion: ["zone", "min_overlap"],
     proximity: ["near", "max_distance", "units", "zone"],
-    occupancy: ["zone", "max_count", "min_overlap"],
+    occupancy: ["zone", "max_count", "min_overlap", "hold_s"],
     dwell: ["zone", "max_duration_s", "min_overlap"],
     line_crossing: ["line", "direction", "anchor"],
     speed: ["max_kmh", "window_s", "zone", "min_overlap"],
@@ -28,6 +28,7 @@ overlay's viewBox is the image's natural size; a point converts between the file
     min_overlap: {label: "Min overlap (0..1]", def: {intrusion: 0.05, occupancy: 0.5, dwell: 0.5}, min: 0, max: 1},
     max_distance: {label: "Max distance", required: true, min: 0},
     max_count: {label: "Max count", required: true, min: 0, step: 1},
+    hold_s: {label: "Hold unseen (s)", def: 0, min: 0, max: 60},
     max_duration_s: {label: "Max duration (s)", required: true, min: 0},
     max_kmh: {label: "Max speed (km/h)", required: true, min: 0},
     window_s: {label: "Speed window (s)", def: 1, min: 0.2, max: 10},
@@ -600,6 +601,7 @@ overlay's viewBox is the image's natural size; a point converts between the file
       add(zoneField(j, rule, true));
     }
     if (["intrusion", "occupancy", "dwell"].includes(type)) add(numberField(j, rule, "min_overlap"));
+    if (type === "occupancy") add(numberField(j, rule, "hold_s"));
     if (type === "line_crossing") {
       const line = Array.isArray(rule.line) ? rule.line.map(fmtPt).join(" \u2192 ") : "(none)";
       add(field(j, "line", "Line", el("span", {}, el("span.mono", {text: line}), " ",
