@@ -326,6 +326,8 @@ class ZoneEngine:
         zi = self.zone_ids.index(rule.zone)
         inside = [i for i in f.select(rule) if f.overlap[i, zi] + 1e-9 >= rule.min_overlap
                   and not f.stationary(i, rule)]
+        if rule.hold_s == 0 and len(inside) <= rule.max_count:
+            return []
         objs = [f.obj(i, overlap=round(float(f.overlap[i, zi]), 4)) for i in inside]
         held: list[AlertObject] = []
         if rule.hold_s > 0:
