@@ -104,53 +104,42 @@ def build_data(args) -> Path:
 def _add_scenarios(args) -> None:
     """Scripted-scenario frames (the excavator's arm at full reach, a reversing truck) added to
     the train split once (--scenario-images; 0 for the dataset of stages 1-5)."""
-    import json
-
-    from maskwatch.scenes.dataset import export_scenario_frames
-
-    manifest = json.loads((Path(args.data_dir) / "manifest.json").read_text())
-    have = len(manifest.get("scenario_records", []))
-    if args.scenario_images <= have:
-        if have:
-            print(f"data: {have} scenario frames already in the dataset", flush=True)
-        return
-    t0 = time.time()
     scenarios = {"site": ["excavator_swing", "excavator_swing", "truck_reverse"]}
     if "farm" in args.scenes.split(","):  # the herd's hard cases: bunched at the gate, a cow lying down
         scenarios["farm"] = ["gate_crowding", "animal_on_track", "cow_down"]
-    export_scenario_frames(args.data_dir, scenarios, args.scenario_images, workers=args.workers,
-                           log=lambda m: print(m, flush=True))
-    _drop_label_cache(args)
-    print(f"data: scenario frames in {time.time() - t0:.0f} s", flush=True)
+    _add_frames(args, "scenario", scenarios, args.scenario_images)
 
 
 def _add_window_frames(args) -> None:
     """--crowd-images: farm gate_crowding frames drawn only from --crowd-seconds, the window in which the
     herd stands bunched at the gate (stage 10j: the model counted 3-4 of 5-6 bunched cows). Added once,
     beside the scenario frames, with their own seeds."""
+    from maskwatch.scenes.dataset import WINDOW_SEED_OFFSET
+
+    lo, hi = (float(x) for x in args.crowd_seconds.split(","))
+    _add_frames(args, "crowd", {"farm": ["gate_crowding"]}, args.crowd_images, seconds=(lo, hi),
+                seed_offset=WINDOW_SEED_OFFSET)
+
+
+def _add_frames(args, kind: str, scenarios: dict, images: int, **kw) -> None:
+    """Add `images` frames of `scenarios` to the train split once, recorded in the manifest under
+    "<kind>_records" (a re-run with as many or fewer adds nothing)."""
     import json
 
-    from maskwatch.scenes.dataset import WINDOW_SEED_OFFSET, export_scenario_frames
+    from maskwatch.scenes.dataset import export_scenario_frames
 
-    if not args.crowd_images:
-        return
     manifest = json.loads((Path(args.data_dir) / "manifest.json").read_text())
-    have = len(manifest.get("crowd_records", []))
-    if args.crowd_images <= have:
-        print(f"data: {have} gate-crowding frames already in the dataset", flush=True)
+    have = len(manifest.get(f"{kind}_records", []))
+    if images <= have:
+        if have:
+            print(f"data: {have} {kind} frames already in the dataset", flush=True)
         return
-    lo, hi = (float(x) for x in args.crowd_seconds.split(","))
     t0 = time.time()
-    export_scenario_frames(args.data_dir, {"farm": ["gate_crowding"]}, args.crowd_images, seconds=(lo, hi),
-                           seed_offset=WINDOW_SEED_OFFSET, record_key="crowd_records", workers=args.workers,
-                           log=lambda m: print(m, flush=True))
-    _drop_label_cache(args)
-    print(f"data: gate-crowding frames in {time.time() - t0:.0f} s", flush=True)
-
-
-def _drop_label_cache(args) -> None:
+    export_scenario_frames(args.data_dir, scenarios, images, record_key=f"{kind}_records", workers=args.workers,
+                           log=lambda m: print(m, flush=True), **kw)
     for cache in Path(args.data_dir).glob("labels/*.cache"):
         cache.unlink()  # Ultralytics' label cache would hide the new frames
+    print(f"data: {kind} frames in {time.time() - t0:.0f} s", flush=True)
 
 
 def train(args, data_yaml: Path) -> Path:
