@@ -104,6 +104,18 @@ class Outbox:
             "SELECT payload FROM open_alerts ORDER BY rowid")]
         self.expire()
 
+    def forget_open(self, ids: list[str]) -> None:
+        """Take alerts off the open list without an ``end`` row: something else ended them (a cluster driver
+        ended a lost worker's alerts before the restarted worker found them here)."""
+        db = self._conn()
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.executemany("DELETE FROM open_alerts WHERE alert_id = ?", [(i,) for i in ids])
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
     def _conn(self) -> sqlite3.Connection:
         db = getattr(self._local, "db", None)
         if db is None:

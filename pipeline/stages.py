@@ -108,8 +108,10 @@ class Pipeline:
     """Builds the threads for a config and runs them to the end."""
 
     def __init__(self, cfg: Config, segmenter, *, max_frames: int | None = None, save_video: Path | None = None,
-                 sinks: list[Sink] | None = None, loop: bool = False) -> None:
+                 sinks: list[Sink] | None = None, loop: bool = False,
+                 on_alert: Callable[[AlertEvent], None] | None = None) -> None:
         self.cfg = cfg
+        self.on_alert = on_alert  # told of every alert event once it is stored (a cluster worker's end ledger)
         self.segmenter = segmenter
         self.names: dict[int, str] = dict(segmenter.meta.names)
         self.max_frames = max_frames
@@ -500,6 +502,11 @@ class Pipeline:
     def _store(self, c: _Camera, ev: AlertEvent) -> None:
         """An alert event goes to the outbox (durable) first; then the counts and lists the console reads."""
         self.outbox.add(ev)
+        if self.on_alert is not None:
+            try:
+                self.on_alert(ev)
+            except Exception:  # noqa: BLE001 - an observer never stops the analytics; the event is stored
+                log.exception("camera %s: alert observer failed", c.id)
         c.stats.alerts += 1
         c.stats.alerts_by[(ev.rule, ev.type)] += 1
         d = ev.to_dict()

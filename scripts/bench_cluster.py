@@ -10,6 +10,16 @@ over ``--seconds`` and the CPU time the whole machine spent meanwhile (/proc/sta
 driver and the pipeline included), and reports frames per wall second and per CPU-second. The cluster
 overhead is 1 - (cluster frames per CPU-second / single-machine frames per CPU-second). Also the driver's
 load: status answers per second, the bytes each carries and the driver's CPU time per answer. Not a test: no pass/fail.
+
+    .venv/bin/python scripts/bench_cluster.py --failover [--repeat 4] [--cameras 4] [--model M] [--out FILE.json]
+
+``--failover``: how long cameras are dark after a failure, on a loopback cluster of a head (no CPUs, health
+checks every 0.5 s, 3 misses) and three nodes of 2 CPUs (``site_a`` on one, ``site_b`` on two); half the cameras
+pinned to each site, two per worker, every frame analysed (the machine is busy, as a loaded node is). Each
+round SIGKILLs worker w0's process (Ray restarts it on its node) and then removes w1's node for good (Ray starts
+it on the other site_b node; the node comes back for the next round). A time runs from the kill or the
+removal until the worker's new process answers with every camera analysing. The times are what a shared
+machine gave at that moment; the tests check that failover happens, not how fast.
 """
 
 from __future__ import annotations
@@ -111,6 +121,91 @@ def cluster(cfg_path: Path, workers: int, args) -> dict:
     return out
 
 
+FAST_HEALTH = {"health_check_period_ms": 500, "health_check_failure_threshold": 3,
+               "health_check_initial_delay_ms": 0, "health_check_timeout_ms": 500}
+
+
+def failover(cfg_path: Path, args) -> dict:
+    """Kill a worker's process and lose a node, ``args.repeat`` times each; seconds until analysing again."""
+    import signal
+    import statistics
+
+    import ray
+    from ray.cluster_utils import Cluster
+
+    from maskwatch.cluster.driver import NAMESPACE, ClusterDriver
+
+    head = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "include_dashboard": False,
+                                                         "_system_config": FAST_HEALTH})
+    nodes = {"a": head.add_node(num_cpus=2, resources={"site_a": 10})}
+    for name in ("b1", "b2"):
+        nodes[name] = head.add_node(num_cpus=2, resources={"site_b": 10})
+    head.wait_for_nodes()
+    cfg = load_config(cfg_path)
+    cams = [c.id for c in cfg.cameras]
+    half = len(cams) // 2
+    cfg.cluster.address = head.address
+    cfg.cluster.cameras_per_worker = half
+    cfg.cluster.worker_resources.num_cpus = 1
+    cfg.cluster.camera_resources = {c: {"site_a" if i < half else "site_b": 1} for i, c in enumerate(cams)}
+    cfg.cluster.worker_timeout_s = 600  # the driver waits for Ray however long it takes
+    cfg.model.threads = 1
+    driver = ClusterDriver(cfg, None, loop=True, log_level="WARNING")
+    driver.start()
+    t = threading.Thread(target=driver.run, daemon=True)
+    t.start()
+
+    def status(worker: str) -> dict | None:
+        try:
+            return ray.get(ray.get_actor(f"{cfg.cluster.name}/{worker}", namespace=NAMESPACE).status.remote(),
+                           timeout=0.25)  # short: a call to a restarting worker waits until it answers
+        except (ray.exceptions.RayError, ValueError):
+            return None
+
+    def analysing(worker: str, other_than: str | None = None, timeout: float = 600.0) -> dict:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            st = status(worker)
+            if st and st["incarnation"] != other_than and st["cameras"] and all(
+                    c["analysed"] >= 1 for c in st["cameras"].values()):
+                return st
+            time.sleep(0.05)
+        raise TimeoutError(f"worker {worker} not analysing after {timeout:.0f} s")
+
+    killed, lost = [], []
+    try:
+        analysing("w0", timeout=600)
+        analysing("w1", timeout=600)
+        for _ in range(args.repeat):
+            time.sleep(args.settle)
+            st = analysing("w0")
+            os.kill(st["pid"], signal.SIGKILL)
+            t0 = time.monotonic()
+            analysing("w0", other_than=st["incarnation"])
+            killed.append(round(time.monotonic() - t0, 2))
+            time.sleep(args.settle)
+            st = analysing("w1")
+            gone = next(n for n, node in nodes.items() if node.node_id == st["node_id"])
+            head.remove_node(nodes.pop(gone), allow_graceful=False)
+            t0 = time.monotonic()
+            back = analysing("w1", other_than=st["incarnation"])
+            lost.append(round(time.monotonic() - t0, 2))
+            assert back["node_id"] != st["node_id"]
+            nodes[gone] = head.add_node(num_cpus=2, resources={"site_b": 10})
+            head.wait_for_nodes()
+            print(json.dumps({"worker_killed_s": killed[-1], "node_lost_s": lost[-1]}), flush=True)
+    finally:
+        driver.request_stop()
+        t.join(120)
+        head.shutdown()
+
+    def spread(xs: list[float]) -> dict:
+        return {"runs": xs, "min": min(xs), "median": statistics.median(xs), "max": max(xs)}
+
+    return {"mode": "failover", "cameras": len(cams), "worker_killed_s": spread(killed),
+            "node_lost_s": spread(lost), "lost_alerts_ended": driver.lost_alerts_ended}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--cameras", type=int, default=6, help="cameras (6: 1, 2 and 3 workers get equal shares)")
@@ -119,7 +214,12 @@ def main() -> int:
     ap.add_argument("--workers", default="1,2,3")
     ap.add_argument("--model", default=str(ROOT / "models" / "maskwatch-demo-seg.onnx"))
     ap.add_argument("--out")
+    ap.add_argument("--failover", action="store_true", help="time a killed worker and a lost node instead")
+    ap.add_argument("--repeat", type=int, default=4, help="--failover: rounds (one kill and one node loss each)")
+    ap.add_argument("--settle", type=float, default=5.0, help="--failover: seconds of normal running between events")
     args = ap.parse_args()
+    if args.failover and args.cameras == 6:
+        args.cameras = 4  # two workers of two cameras
     tmp = Path(tempfile.mkdtemp(prefix="maskwatch-bench-cluster-"))
     write_clip("site", 9_100_000, 10.0, tmp / "clip", events=False)
     video = tmp / "clip" / "video.mp4"
@@ -134,6 +234,13 @@ def main() -> int:
     report = {"cpu": model_name, "cores": os.cpu_count(), "python": platform.python_version(),
               "cameras": args.cameras, "video": "720p site clip, 15 fps, looped", "model": Path(args.model).name,
               "runs": []}
+    if args.failover:
+        r = failover(cfg_path, args)
+        report["runs"].append(r)
+        print(json.dumps(r), flush=True)
+        if args.out:
+            Path(args.out).write_text(json.dumps(report, indent=2))
+        return 0
     r = single(cfg_path, args)
     r["mode"] = "single machine"
     report["runs"].append(r)

@@ -14,7 +14,9 @@ worker actors, watches them, and moves nothing itself that Ray can move.
   node is gone (Ray marks it dead), when Ray gave up restarting it, or after ``worker_timeout_s`` without
   an answer, the driver ends the alerts the worker last reported active, with ``extra.reason:
   worker_lost``, through its own outbox. A worker whose process died on a live node ends them itself when
-  Ray restarts it (``restarted``: its outbox on that node's disk remembers them).
+  Ray restarts it (``restarted``: its outbox on that node's disk remembers them). Both claim an alert from
+  the driver's ``EndLedger`` actor before ending it, and workers note every alert event there, so an alert
+  ends once, after its last event, even one the worker started after its last status.
 - **Zones**: the driver reads every camera's zone file and ships its text; an edit on the driver (by hand
   or in the web console) is validated and pushed to the worker that runs the camera, and again to a
   restarted worker whose copy differs.
@@ -42,7 +44,7 @@ from maskwatch.pipeline.sinks import JsonlSink, Publisher
 from maskwatch.pipeline.types import AlertEvent
 from maskwatch.pipeline.zonewatch import ZoneFileWatcher
 
-from .worker import CameraWorker, sha256
+from .worker import ENDS_NAMESPACE, CameraWorker, EndLedger, claim_ends, sha256
 
 log = logging.getLogger(__name__)
 NAMESPACE = "maskwatch"  # Ray namespace of every deployment's named worker actors
@@ -169,6 +171,7 @@ class ClusterDriver:
         self._seen: deque[tuple[str, int]] = deque(maxlen=5000)
         self.failure: str | None = None
         self.ray = None
+        self.ledger = None  # the EndLedger actor (start)
         # zone files stay on the driver: watched here, shipped as text
         self.zone_watch = {c.id: ZoneFileWatcher(c.zones) for c in cfg.cameras if c.zones}
         self.zone_text = {cid: w.path.read_text() for cid, w in self.zone_watch.items()}
@@ -208,15 +211,19 @@ class ClusterDriver:
         # the driver holds the reference for the whole run: Ray re-reads the constructor arguments for every
         # restart, and an object nobody references is deleted (the restart would fail)
         self._model_ref = model_ref = ray.put(files)
+        deadline = time.monotonic() + cl.takeover_timeout_s
+        self.ledger = self._create(f"{self.name} (end ledger)", lambda: ray.remote(EndLedger).options(
+            name=self.name, namespace=ENDS_NAMESPACE, num_cpus=0, max_restarts=0,
+            scheduling_strategy=ray.util.scheduling_strategies.NodeAffinitySchedulingStrategy(
+                ray.get_runtime_context().get_node_id(), soft=False)).remote(), deadline)
         wr = cl.worker_resources
         threads = self.cfg.model.threads or max(1, round(wr.num_cpus))
         actor_cls = ray.remote(CameraWorker)
-        deadline = time.monotonic() + cl.takeover_timeout_s
         for plan in self.plans:
             spec = {"instance": self.name, "worker": plan.name, "cameras": plan.cameras, "config": data,
                     "zones": {cid: self.zone_text[cid] for cid in plan.cameras if cid in self.zone_text},
                     "model_sha": model_sha, "worker_dir": cl.worker_dir, "threads": threads, "loop": self.loop,
-                    "max_frames": self.max_frames, "log_level": self.log_level}
+                    "max_frames": self.max_frames, "log_level": self.log_level, "ledger": self.name}
             opts: dict[str, Any] = {"name": f"{self.name}/{plan.name}", "namespace": NAMESPACE,
                                     "max_restarts": cl.max_restarts, "max_task_retries": 0, "max_concurrency": 4,
                                     "num_cpus": wr.num_cpus, "num_gpus": wr.num_gpus}
@@ -224,28 +231,27 @@ class ClusterDriver:
                 opts["resources"] = plan.resources
             if env:
                 opts["runtime_env"] = {"env_vars": env}
-            handle = self._create(actor_cls.options(**opts), spec, model_ref, deadline)
+            handle = self._create(f"{self.name}/{plan.name}", lambda o=opts, s=spec: actor_cls.options(**o).remote(
+                s, model_ref), deadline)
             self.workers[plan.name] = WorkerState(plan, handle, time.time(), last_ok=time.monotonic())
             log.info("worker %s/%s: cameras %s (needs %s)", self.name, plan.name, ", ".join(plan.cameras),
                      {"CPU": wr.num_cpus, **({"GPU": wr.num_gpus} if wr.num_gpus else {}), **plan.resources})
 
-    def _create(self, actor, spec: dict, model_ref, deadline: float):
-        """Create a named worker; while the name is taken (a previous driver's worker, which Ray is
+    def _create(self, what: str, make, deadline: float):
+        """``make()``: create a named actor; while the name is taken (a previous driver's actor, which Ray is
         stopping because its driver died), wait up to ``takeover_timeout_s``."""
         waited = False
         while True:
             try:
-                return actor.remote(spec, model_ref)
+                return make()
             except ValueError as exc:
                 if "already" not in str(exc) and "taken" not in str(exc):
                     raise
                 if time.monotonic() >= deadline:
-                    raise RuntimeError(f"cluster: worker name {self.name}/{spec['worker']} is taken: another "
-                                       f"driver of {self.name!r} runs (set cluster.name to run a second "
-                                       f"deployment)") from None
+                    raise RuntimeError(f"cluster: actor name {what} is taken: another driver of {self.name!r} "
+                                       f"runs (set cluster.name to run a second deployment)") from None
                 if not waited:
-                    log.warning("cluster: %s/%s still belongs to a previous driver; waiting for Ray to stop it",
-                                self.name, spec["worker"])
+                    log.warning("cluster: %s still belongs to a previous driver; waiting for Ray to stop it", what)
                     waited = True
                 time.sleep(0.5)
 
@@ -340,11 +346,14 @@ class ClusterDriver:
         why = "its node is gone" if node_dead else "Ray gave up restarting it" if gave_up else "it stopped answering"
         w.lost_ended = True
         w.events.append((time.time(), "lost", why))
-        ended = 0
-        for cid, cam in w.status["cameras"].items():
-            for d in cam.get("active_alerts", ()):
-                self.outbox.add(AlertEvent.from_dict(d).ended("worker_lost", time.time()))
-                ended += 1
+        active = [d for cam in w.status["cameras"].values() for d in cam.get("active_alerts", ())]
+        # also those it started since its last status; not those it ended since, nor those a restarted
+        # worker that found its outbox ended already (reason restarted)
+        mine = claim_ends(self.ledger, "driver", active, worker=w.plan.name)
+        for d in mine:
+            self.outbox.add(AlertEvent.from_dict(d).ended("worker_lost", time.time()))
+        ended = len(mine)
+        for cam in w.status["cameras"].values():
             cam["active_alerts"] = []
         self.lost_alerts_ended += ended
         log.warning("worker %s is lost (%s): %d active alert(s) ended (reason worker_lost); Ray starts it again "
@@ -395,6 +404,8 @@ class ClusterDriver:
                         log.warning("worker %s: no summary (%s)", name, type(exc).__name__)
             for w in self.workers.values():
                 ray.kill(w.handle, no_restart=True)
+        if ray is not None and self.ledger is not None:
+            ray.kill(self.ledger, no_restart=True)
         self._publisher_done.set()
         if self._publisher_thread is not None:
             self._publisher_thread.join(bound + 1)

@@ -7,8 +7,9 @@ worker writes lives in ``<cluster.worker_dir>/<name>/<worker>/`` on its node: th
 
 After its process died (SIGKILL, out of memory), Ray starts the actor again with the same arguments, on the
 same node when it can: ``__init__`` runs again, reopens the same outbox, delivers what was left in it and
-ends the alerts the dead process left active (``extra.reason: restarted``). The driver then pushes the
-current zone files (they may have changed since the arguments were made).
+ends the alerts the dead process left active (``extra.reason: restarted``), except those the driver ended
+already (``worker_lost``; the driver's ``EndLedger`` decides, so each alert ends once). The driver then
+pushes the current zone files (they may have changed since the arguments were made).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from maskwatch.zones import ZoneFileError, load_zone_file
 
 log = logging.getLogger(__name__)
 RECENT_ALERTS = 50  # alert events each status carries (the driver keeps the console's list)
+ENDS_NAMESPACE = "maskwatch-ends"  # Ray namespace of the drivers' EndLedger actors (apart from the workers)
 
 
 def sha256(data: bytes | str) -> str:
@@ -60,6 +62,94 @@ def install_model(folder: Path, files: dict[str, bytes]) -> Path:
             write_atomic(dest, data)
     first = next(iter(files))
     return folder / Path(first).parts[0] if len(Path(first).parts) > 1 else folder / first
+
+
+class EndLedger:
+    """Each alert ends once, and after its last event. A worker notes every alert event it stores (a call it does
+    not wait for). When a worker is lost, the driver claims its alerts: those it last reported active and those
+    it noted open since; it ends, with ``worker_lost``, only those nobody ended (not the ones the worker ended
+    after its last status), each after the latest event noted (its end's seq follows every ``update``:
+    receivers de-duplicate on id + seq). A restarted worker that finds its outbox again (same node, or
+    ``worker_dir`` on storage that outlives a node) ends, with ``restarted``, only what the driver did not. Ray
+    runs an actor's calls one at a time, so a claim is atomic.
+
+    What it cannot close: an event stored in the moment before the loss whose note had not arrived when the
+    driver claimed (a second ``end``, or an end with an update's seq; a receiver keeps the first ``end``).
+    One per driver, on the driver's node, named after the deployment in namespace ``maskwatch-ends``; it dies
+    with the driver (its owner). Alerts are kept ``keep_s`` after their last note (the driver claims within
+    ``worker_timeout_s`` of a loss) and ``max_ids`` at most, oldest out first."""
+
+    def __init__(self, keep_s: float = 3600.0, max_ids: int = 200_000) -> None:
+        self.keep_s = keep_s
+        self.max_ids = max_ids
+        # id -> [who ended it (None: open), last seq, monotonic s, worker that noted it, latest event while open]
+        self._alerts: dict[str, list] = {}  # oldest first
+
+    def _take(self, alert_id: str, now: float) -> list:
+        """The alert's record, moved to the newest end; when unknown, created after old ones are pruned."""
+        rec = self._alerts.pop(alert_id, None)
+        if rec is None:
+            rec = [None, -1, now, None, None]
+            while self._alerts:
+                oldest = next(iter(self._alerts))
+                if len(self._alerts) < self.max_ids and now - self._alerts[oldest][2] <= self.keep_s:
+                    break
+                del self._alerts[oldest]
+        rec[2] = now
+        self._alerts[alert_id] = rec
+        return rec
+
+    def note(self, worker: str, event: dict) -> None:
+        """``worker`` stored ``event`` (an ``AlertEvent`` as a dict)."""
+        rec = self._take(event["id"], time.monotonic())
+        rec[3] = worker
+        if event["type"] == "end":
+            rec[0] = rec[0] or worker
+            rec[4] = None
+        elif rec[0] is None and event["seq"] >= rec[1]:
+            rec[4] = event
+        rec[1] = max(rec[1], event["seq"])
+
+    def claim(self, who: str, events: list[dict], worker: str | None = None) -> list[dict]:
+        """The alerts ``who`` ends now: of ``events`` (the latest event of each alert ``who`` knows) and, with
+        ``worker``, every alert that worker noted open, those nobody ended; each as its latest event known."""
+        now = time.monotonic()
+        todo = {e["id"]: e for e in events}
+        if worker is not None:
+            for alert_id, rec in list(self._alerts.items()):
+                if rec[3] == worker and rec[0] is None and rec[4] is not None:
+                    todo.setdefault(alert_id, rec[4])
+        mine = []
+        for alert_id, event in todo.items():
+            rec = self._take(alert_id, now)
+            if rec[0] is not None:
+                continue
+            if rec[4] is not None and rec[4]["seq"] > event["seq"]:
+                event = rec[4]
+            event = {**event, "seq": max(rec[1], event["seq"])}
+            rec[0], rec[1], rec[4] = who, event["seq"], None
+            mine.append(event)
+        return mine
+
+    def ended_by(self, alert_id: str) -> str | None:
+        rec = self._alerts.get(alert_id)
+        return rec[0] if rec else None
+
+
+def claim_ends(ledger, who: str, events: list[dict], worker: str | None = None,
+               timeout_s: float = 30.0) -> list[dict]:
+    """``EndLedger.claim`` (``ledger``: its handle, or None). Without an answer: ``events``, with a warning (a
+    second ``end`` of an alert beats none)."""
+    if ledger is None or (not events and worker is None):
+        return list(events)
+    import ray
+
+    try:
+        return ray.get(ledger.claim.remote(who, events, worker), timeout=timeout_s)
+    except (ray.exceptions.RayError, TimeoutError) as exc:
+        log.warning("%s: the end ledger did not answer (%s); ending %d alert(s) without it", who,
+                    type(exc).__name__, len(events))
+        return list(events)
 
 
 class CameraWorker:
@@ -122,13 +212,45 @@ class CameraWorker:
                                                                                       self.name)))
         if cfg.alerts.jsonl:
             sinks.insert(0, JsonlSink(cfg.alerts.jsonl))
-        self.pipe = Pipeline(cfg, seg, sinks=sinks, loop=spec.get("loop", False), max_frames=spec.get("max_frames"))
+        self.ledger = self._find_ledger(spec.get("ledger"))
+        self.pipe = Pipeline(cfg, seg, sinks=sinks, loop=spec.get("loop", False), max_frames=spec.get("max_frames"),
+                             on_alert=self._noted if self.ledger is not None else None)
+        self._claim_left_open()
         self.first_frame_s: dict[str, float | None] = {c.id: None for c in self.pipe.cameras}
         self.pipe.start()
         self._waiter = threading.Thread(target=self.pipe.wait, name="worker-wait", daemon=True)
         self._waiter.start()
         log.info("worker %s (incarnation %s, pid %d) runs %s on node %s", self.name, self.incarnation, self.pid,
                  ", ".join(spec["cameras"]), self.node_ip)
+
+    def _find_ledger(self, name: str | None):
+        if not name:
+            return None
+        import ray
+
+        try:
+            return ray.get_actor(name, namespace=ENDS_NAMESPACE)
+        except ValueError:
+            log.warning("worker %s: no end ledger %r: a lost worker's alerts may end twice", self.name, name)
+            return None
+
+    def _noted(self, ev) -> None:
+        """Every alert event this worker stores is noted at once (not waited for): should this worker be lost
+        before its next status, the driver does not end an alert it ended, nor reuse a seq it sent."""
+        self.ledger.note.remote(self.name, ev.to_dict())
+
+    def _claim_left_open(self) -> None:
+        """Of the alerts the dead process left active, the pipeline ends (``restarted``) those the driver has not
+        ended already; the others leave the outbox's open list without a second ``end``."""
+        outbox = self.pipe.outbox
+        if not outbox.left_open or self.ledger is None:
+            return
+        mine = {e["id"] for e in claim_ends(self.ledger, self.name, [e.to_dict() for e in outbox.left_open])}
+        ended = [e.id for e in outbox.left_open if e.id not in mine]
+        if ended:
+            outbox.forget_open(ended)
+            outbox.left_open = [e for e in outbox.left_open if e.id in mine]
+            log.info("outbox: %d alert(s) left active were already ended by the driver (worker_lost)", len(ended))
 
     def status(self) -> dict:
         """What the driver shows and decides on; cheap (counters and references, nothing drawn)."""

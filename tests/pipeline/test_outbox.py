@@ -296,3 +296,19 @@ def test_open_alerts_are_remembered_until_their_end(tmp_path):
     again.add(end)
     again.close()
     assert [e.id for e in Outbox(tmp_path / "o.sqlite").left_open] == ["cam2:r:3"]
+
+
+def test_forgotten_open_alerts_leave_no_end_and_stay_forgotten(tmp_path):
+    """``forget_open``: an alert ended elsewhere (a cluster driver ended a lost worker's) leaves the open list
+    without an ``end`` row of its own; the next Outbox does not find it; the others stay."""
+    ob = Outbox(tmp_path / "o.sqlite")
+    for n in (1, 2, 3):
+        ob.add(_ev(n, "start"))
+    ob.close()
+    again = Outbox(tmp_path / "o.sqlite")
+    assert sorted(e.id for e in again.left_open) == ["cam1:r:1", "cam1:r:2", "cam1:r:3"]
+    pending = again.stats()["pending"]
+    again.forget_open(["cam1:r:1", "cam1:r:3", "cam1:r:9"])  # an unknown id is no error
+    assert again.stats()["pending"] == pending == 3  # no end row added
+    again.close()
+    assert [e.id for e in Outbox(tmp_path / "o.sqlite").left_open] == ["cam1:r:2"]
