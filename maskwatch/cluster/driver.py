@@ -212,10 +212,14 @@ class ClusterDriver:
         # restart, and an object nobody references is deleted (the restart would fail)
         self._model_ref = model_ref = ray.put(files)
         deadline = time.monotonic() + cl.takeover_timeout_s
+        # on the driver's node (it lives and dies with the driver); anywhere when Ray cannot say which that is
+        try:
+            where = {"scheduling_strategy": ray.util.scheduling_strategies.NodeAffinitySchedulingStrategy(
+                ray.get_runtime_context().get_node_id(), soft=True)}
+        except Exception:  # noqa: BLE001 - placement is a preference
+            where = {}
         self.ledger = self._create(f"{self.name} (end ledger)", lambda: ray.remote(EndLedger).options(
-            name=self.name, namespace=ENDS_NAMESPACE, num_cpus=0, max_restarts=0,
-            scheduling_strategy=ray.util.scheduling_strategies.NodeAffinitySchedulingStrategy(
-                ray.get_runtime_context().get_node_id(), soft=False)).remote(), deadline)
+            name=self.name, namespace=ENDS_NAMESPACE, num_cpus=0, max_restarts=0, **where).remote(), deadline)
         wr = cl.worker_resources
         threads = self.cfg.model.threads or max(1, round(wr.num_cpus))
         actor_cls = ray.remote(CameraWorker)
