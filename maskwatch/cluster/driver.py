@@ -212,10 +212,11 @@ class ClusterDriver:
         # restart, and an object nobody references is deleted (the restart would fail)
         self._model_ref = model_ref = ray.put(files)
         deadline = time.monotonic() + cl.takeover_timeout_s
-        # on the driver's node (it lives and dies with the driver); anywhere when Ray cannot say which that is
+        # on the driver's node: it lives and dies with the driver (elsewhere a lost node would take it along);
+        # anywhere when Ray cannot say which node that is
         try:
             where = {"scheduling_strategy": ray.util.scheduling_strategies.NodeAffinitySchedulingStrategy(
-                ray.get_runtime_context().get_node_id(), soft=True)}
+                ray.get_runtime_context().get_node_id(), soft=False)}
         except Exception:  # noqa: BLE001 - placement is a preference
             where = {}
         self.ledger = self._create(f"{self.name} (end ledger)", lambda: ray.remote(EndLedger).options(

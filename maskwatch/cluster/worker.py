@@ -73,8 +73,9 @@ class EndLedger:
     ``worker_dir`` on storage that outlives a node) ends, with ``restarted``, only what the driver did not. Ray
     runs an actor's calls one at a time, so a claim is atomic.
 
-    What it cannot close: an event stored in the moment before the loss whose note had not arrived when the
-    driver claimed (a second ``end``, or an end with an update's seq; a receiver keeps the first ``end``).
+    What it cannot close: an event whose note had not arrived when the driver claimed: stored at the loss, or
+    by a worker whose raylet died, before the process noticed and exited (its calls no longer leave). That
+    gives a second ``end``, or an end with an update's seq; a receiver keeps the first ``end``.
     One per driver, on the driver's node, named after the deployment in namespace ``maskwatch-ends``; it dies
     with the driver (its owner). Alerts are kept ``keep_s`` after their last note (the driver claims within
     ``worker_timeout_s`` of a loss) and ``max_ids`` at most, oldest out first."""
