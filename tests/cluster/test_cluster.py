@@ -188,7 +188,7 @@ def test_worker_killed_then_node_lost(ray_cluster, tmp_path, model_path, model_n
     new_sha = sha256(zones.read_text())
     edited = lambda name: (s := status(name)) and all(c["zones_sha"] == new_sha for c in s["cameras"].values()) \
         and any(e["rule"] == "edited" and e["type"] == "start" for e in s["recent_alerts"]) and s  # noqa: E731
-    wait_value(lambda: edited("fail/w0") and edited("fail/w1"), 30, "the edited zones on both workers")
+    wait_value(lambda: edited("fail/w0") and edited("fail/w1"), RAY_WAIT_S, "the edited zones on both workers")
     with pytest.raises(ValueError):  # Ray's actor ownership: one live actor per name, so one processor per camera
         ray.remote(CameraWorker).options(name="fail/w0", namespace=NAMESPACE).remote({}, {})
 
@@ -341,7 +341,7 @@ def test_local_mode_starts_and_stops_its_own_ray(tmp_path, model_path, model_nam
     assert drv.wait(180) == 0, drv.log()
     summary = json.loads(drv.summary.read_text())
     assert all(c["analysed"] == 40 and c["node"] == "127.0.0.1" for c in summary["cameras"].values())
-    wait_for(lambda: not (set(_ray_pids()) - before), 20, 0.2, "the local Ray's processes to end")
+    wait_for(lambda: not (set(_ray_pids()) - before), RAY_WAIT_S, 0.2, "the local Ray's processes to end")
 
 
 def test_a_worker_that_cannot_start_fails_the_run(ray_cluster, tmp_path, model_path, model_names, clips,
