@@ -204,7 +204,8 @@ def test_presence_occupancy_and_camera_status_are_retained(tmp_path, broker, sub
     sink.publish_occupancy("north", "pit", {"worker": 3})
     time.sleep(0.3)
     late = subscriber_factory(broker, topic="site/#")  # subscribes afterwards: sees the retained values
-    wait_for(lambda: late.last("site/a/north/zones/pit/occupancy") is not None, 5, what="retained occupancy")
+    retained = ("site/a/north/zones/pit/occupancy", "site/a/status", "site/a/north/status")  # one burst, any order
+    wait_for(lambda: all(late.last(t) is not None for t in retained), 5, what="retained occupancy and status")
     assert late.last("site/a/status").payload == b"online" and late.last("site/a/status").retain
     assert late.last("site/a/north/status").payload == b"online"
     occ = [m for m in late.snapshot() if m.topic == "site/a/north/zones/pit/occupancy"]
