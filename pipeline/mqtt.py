@@ -8,7 +8,8 @@ Topics (``<prefix>`` = ``alerts.mqtt.topic_prefix``):
 - ``<prefix>/<camera>/status``: retained ``online`` / ``offline``.
 - ``<prefix>/<camera>/alerts/<id>/snapshot``: JPEG bytes (with ``snapshots.publish``).
 
-Delivery: ``connect_async`` + ``loop_start``; paho reconnects with backoff
+Delivery: ``connect_async`` + ``loop_start``; only paho's network thread writes to the socket (other
+threads' publishes queue); paho reconnects with backoff
 (``reconnect_delay_set``). An alert row is acknowledged to the outbox only when the broker
 acknowledged it (PUBACK for QoS 1, PUBCOMP for QoS 2; QoS 0: once written to the socket).
 While disconnected the sink takes no rows, so they wait in the outbox, not in memory. Rows
@@ -133,6 +134,11 @@ class MqttSink:
         c.on_disconnect = self._on_disconnect
         c.on_publish = self._on_publish
         c.on_message = self._on_message
+        # Only paho's network thread writes to the socket. Without this, publish() from another thread writes
+        # itself whenever paho has no network thread (between loop_stop and loop_start in _kick), concurrently
+        # with the new one: interleaved packets, and the broker resets the connection. With it, publish() only
+        # queues and wakes the network thread (paho's documented external-loop hook, here a no-op).
+        c.on_socket_register_write = lambda client, userdata, sock: None
         self.client = c
 
         self._wake: Callable[[], None] = lambda: None

@@ -219,6 +219,28 @@ def test_presence_occupancy_and_camera_status_are_retained(tmp_path, broker, sub
     assert fresh.last("site/a/status").payload == b"offline"
 
 
+def test_only_the_network_thread_writes_to_the_socket(broker, subscriber_factory):
+    """A publish from another thread while paho has no network thread (the sink's reconnect kick restarts it)
+    only queues: paho would otherwise write from the caller, concurrently with the new thread, and the broker
+    resets the connection on the interleaved packets (a clean-clone CI run failed so, right after a connect).
+    The message goes out once the network thread runs again, on the same connection."""
+    sink = MqttSink(MqttConfig(**broker.mqtt_config(topic_prefix="gate")))
+    sub = subscriber_factory(broker, topic="gate/#")
+    sink.start()
+    try:
+        assert sink.wait_connected(10)
+        wait_for(lambda: sub.last("gate/status") is not None, 5, what="online")
+        sink.client.loop_stop()  # as _kick does; the connection stays open
+        sink.publish_camera_status("cam9", True)
+        time.sleep(0.5)
+        assert sub.last("gate/cam9/status") is None, "written from the caller's thread"
+        sink.client.loop_start()
+        wait_for(lambda: sub.last("gate/cam9/status") is not None, 5, what="the queued publish")
+        assert sub.last("gate/cam9/status").payload == b"online" and sink.connects == 1
+    finally:
+        sink.close()
+
+
 def test_occupancy_set_while_disconnected_is_published_on_connect(tmp_path, broker_factory, subscriber_factory):
     b = broker_factory()
     sink = MqttSink(MqttConfig(**b.mqtt_config()))
