@@ -24,6 +24,8 @@ import logging
 import sqlite3
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import NamedTuple
 
@@ -107,10 +109,17 @@ class Outbox:
     def forget_open(self, ids: list[str]) -> None:
         """Take alerts off the open list without an ``end`` row: something else ended them (a cluster driver
         ended a lost worker's alerts before the restarted worker found them here)."""
+        with self._write() as db:
+            db.executemany("DELETE FROM open_alerts WHERE alert_id = ?", [(i,) for i in ids])
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction on this thread's connection: the write lock taken up front (BEGIN IMMEDIATE),
+        committed at the end of the block, rolled back when it raises."""
         db = self._conn()
         db.execute("BEGIN IMMEDIATE")
         try:
-            db.executemany("DELETE FROM open_alerts WHERE alert_id = ?", [(i,) for i in ids])
+            yield db
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
@@ -133,9 +142,7 @@ class Outbox:
         bit = self._bits.get(name)
         if bit is not None:
             return bit
-        db = self._conn()
-        db.execute("BEGIN IMMEDIATE")
-        try:
+        with self._write() as db:
             got = db.execute("SELECT bit FROM sinks WHERE name = ?", (name,)).fetchone()
             if got is None:
                 used = {int(b) for (b,) in db.execute("SELECT bit FROM sinks")}
@@ -144,10 +151,6 @@ class Outbox:
                     raise RuntimeError(f"outbox {self.path}: more than {MAX_SINKS} sink names were ever used")
                 db.execute("INSERT INTO sinks (name, bit) VALUES (?, ?)", (name, free[0]))
                 got = (free[0],)
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
         self._bits[name] = 1 << int(got[0])
         return self._bits[name]
 
@@ -167,10 +170,8 @@ class Outbox:
     # -- writing --------------------------------------------------------------------------
     def add(self, event: AlertEvent) -> int:
         """Store durably; returns the row number. Returns only after the commit (fsync)."""
-        db = self._conn()
         dropped: list[tuple[int, str]] = []
-        db.execute("BEGIN IMMEDIATE")
-        try:
+        with self._write() as db:
             if self.max_rows is not None:
                 with self._lock:
                     over = self._rows - self.max_rows + 1
@@ -186,10 +187,6 @@ class Outbox:
             else:
                 db.execute("INSERT OR REPLACE INTO open_alerts (alert_id, camera, payload) VALUES (?, ?, ?)",
                            (event.id, event.camera, payload))
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
         with self._lock:
             self._rows += 1 - len(dropped)
             self.added += 1
@@ -231,17 +228,11 @@ class Outbox:
         """Drop rows older than ``max_age_s`` (counted and logged); returns how many."""
         if self.max_age_s is None:
             return 0
-        db = self._conn()
         cutoff = time.time() - self.max_age_s
-        db.execute("BEGIN IMMEDIATE")
-        try:
+        with self._write() as db:
             old = db.execute("SELECT type, COUNT(*) FROM outbox WHERE created_s < ? GROUP BY type", (cutoff,)).fetchall()
             if old:
                 db.execute("DELETE FROM outbox WHERE created_s < ?", (cutoff,))
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
         n = sum(int(c) for _, c in old)
         if n:
             with self._lock:
@@ -277,11 +268,9 @@ class Outbox:
         """
         if not rows:
             return
-        db = self._conn()
         params = [(r,) for r in rows]
         bit = self.sink_bit(sink) if sink is not None else 0  # before BEGIN: a new name is its own transaction
-        db.execute("BEGIN IMMEDIATE")
-        try:
+        with self._write() as db:
             if sink is None:
                 before = db.total_changes
                 db.executemany("DELETE FROM outbox WHERE row = ?", params)
@@ -292,10 +281,6 @@ class Outbox:
                 before = db.total_changes
                 db.executemany(f"DELETE FROM outbox WHERE row = ? AND (acked_by & {mask}) = {mask}", params)
                 deleted = db.total_changes - before
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
         self._count_deleted(deleted, delivered=True)
 
     def _count_deleted(self, n: int, delivered: bool) -> None:

@@ -121,10 +121,6 @@ def cluster(cfg_path: Path, workers: int, args) -> dict:
     return out
 
 
-FAST_HEALTH = {"health_check_period_ms": 500, "health_check_failure_threshold": 3,
-               "health_check_initial_delay_ms": 0, "health_check_timeout_ms": 500}
-
-
 def failover(cfg_path: Path, args) -> dict:
     """Kill a worker's process and lose a node, ``args.repeat`` times each; seconds until analysing again."""
     import signal
@@ -134,6 +130,7 @@ def failover(cfg_path: Path, args) -> dict:
     from ray.cluster_utils import Cluster
 
     from maskwatch.cluster.driver import NAMESPACE, ClusterDriver
+    from tests.cluster.conftest import FAST_HEALTH  # the cluster tests' head settings
 
     head = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "include_dashboard": False,
                                                          "_system_config": FAST_HEALTH})
